@@ -1,0 +1,128 @@
+//! Semantic checks: one check, one file, each with its doc comment and tests.
+//!
+//! Every check reads the whole [`Config`] and reports every problem it finds;
+//! none stops the others. A check never panics on a configuration the reader
+//! accepted, however wrong: missing parts are simply skipped.
+
+use std::collections::BTreeMap;
+
+use crate::ast::Config;
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::source::SourceDb;
+
+mod addresses;
+mod auth;
+mod connectors;
+mod domains;
+mod exposure;
+mod files;
+mod groups;
+mod loops;
+mod names;
+mod ports;
+mod postmaster;
+mod queue;
+mod relay;
+mod unroutable;
+mod unused;
+
+/// What every check gets: the sources, the configuration, name tables, and
+/// the list to report into.
+pub struct Context<'a> {
+    /// Every file read.
+    pub db: &'a SourceDb,
+    /// The configuration.
+    pub config: &'a Config,
+    /// Name → index tables, first definition wins.
+    pub names: Names<'a>,
+    /// Findings so far.
+    pub diagnostics: Diagnostics,
+}
+
+/// Lookup tables from names to the index of their first definition.
+#[derive(Default)]
+pub struct Names<'a> {
+    /// TLS profiles.
+    pub tls: BTreeMap<&'a str, usize>,
+    /// Listeners.
+    pub listeners: BTreeMap<&'a str, usize>,
+    /// Backends.
+    pub backends: BTreeMap<&'a str, usize>,
+    /// Mailboxes.
+    pub mailboxes: BTreeMap<&'a str, usize>,
+    /// Groups.
+    pub groups: BTreeMap<&'a str, usize>,
+    /// Connectors.
+    pub connectors: BTreeMap<&'a str, usize>,
+}
+
+impl<'a> Names<'a> {
+    /// Builds the tables of a configuration.
+    pub fn new(config: &'a Config) -> Names<'a> {
+        fn table<'a, T>(items: &'a [T], name: impl Fn(&'a T) -> &'a str) -> BTreeMap<&'a str, usize> {
+            let mut map = BTreeMap::new();
+            for (i, item) in items.iter().enumerate() {
+                map.entry(name(item)).or_insert(i);
+            }
+            map
+        }
+        Names {
+            tls: table(&config.tls, |t| &t.name.value),
+            listeners: table(&config.listeners, |l| &l.name.value),
+            backends: table(&config.backends, |b| &b.name.value),
+            mailboxes: table(&config.mailboxes, |m| &m.name.value),
+            groups: table(&config.groups, |g| &g.name.value),
+            connectors: table(&config.connectors, |c| &c.name.value),
+        }
+    }
+}
+
+impl Context<'_> {
+    /// Records a finding.
+    pub fn report(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+}
+
+/// Runs every check and returns their findings.
+pub fn run(db: &SourceDb, config: &Config) -> Diagnostics {
+    let mut cx = Context {
+        db,
+        config,
+        names: Names::new(config),
+        diagnostics: Diagnostics::new(),
+    };
+    names::check(&mut cx);
+    addresses::check(&mut cx);
+    ports::check(&mut cx);
+    relay::check(&mut cx);
+    auth::check(&mut cx);
+    exposure::check(&mut cx);
+    loops::check(&mut cx);
+    connectors::check(&mut cx);
+    unroutable::check(&mut cx);
+    postmaster::check(&mut cx);
+    files::check(&mut cx);
+    queue::check(&mut cx);
+    unused::check(&mut cx);
+    groups::check(&mut cx);
+    domains::check(&mut cx);
+    cx.diagnostics
+}
+
+/// Test support: the findings of a configuration given as text, and the
+/// codes among them.
+#[cfg(test)]
+pub mod testing {
+    use crate::diagnostic::{Code, Diagnostic};
+
+    /// Every finding for `text`, read as `test.mailgw` in the current directory.
+    pub fn findings(text: &str) -> Vec<Diagnostic> {
+        crate::check_text(std::path::Path::new("test.mailgw"), text).diagnostics
+    }
+
+    /// The findings for `text` that carry `code`.
+    pub fn with_code(text: &str, code: Code) -> Vec<Diagnostic> {
+        findings(text).into_iter().filter(|d| d.code == code).collect()
+    }
+}
