@@ -1,0 +1,258 @@
+//! The recipient table: every local SMTP address, hashed at compile time.
+//!
+//! A directory can hold hundreds of thousands of addresses. Rather than a
+//! list scanned at run time or a map rebuilt at load, the compiler builds an
+//! open-addressing hash table with a fixed, seedless hash (FNV-1a 64), so
+//! loading is a few large vectors and lookup is a probe or two. All keys live
+//! in one `String`; `offsets` marks where each ends.
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::parse_mailbox;
+use crate::recipient::Target;
+
+/// Marks an empty slot.
+const EMPTY: u32 = u32::MAX;
+
+/// A compile-time hash table from normalized address to [`Target`].
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct RecipientTable {
+    /// All keys, sorted, concatenated.
+    keys: String,
+    /// `offsets[i]..offsets[i + 1]` is key `i` in `keys`; `len + 1` entries
+    /// (empty when the table is empty).
+    offsets: Vec<u32>,
+    /// `targets[i]` belongs to key `i`.
+    targets: Vec<Target>,
+    /// Power-of-two slot array holding entry indices or [`EMPTY`]; at most
+    /// half full, linear probing.
+    slots: Vec<u32>,
+}
+
+/// Two entries with the same normalized address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    /// The normalized address.
+    pub key: String,
+    /// The target that came first in key order.
+    pub first: Target,
+    /// The other target.
+    pub second: Target,
+}
+
+impl std::fmt::Display for DuplicateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the address {} belongs to two recipients", self.key)
+    }
+}
+
+impl std::error::Error for DuplicateKey {}
+
+/// The lookup key of an address: the local part as written (quoted local
+/// parts in their shortest form, so `"alice"@x` and `alice@x` agree), the
+/// domain lowercased without a trailing dot. Text that is not a valid
+/// mailbox is keyed the same way by splitting at the last `@`.
+pub fn normalize_address(address: &str) -> String {
+    match parse_mailbox(address) {
+        Ok(parsed) => parsed.key(),
+        Err(_) => match address.rsplit_once('@') {
+            Some((local, domain)) => {
+                let domain = domain.strip_suffix('.').unwrap_or(domain).to_lowercase();
+                format!("{local}@{domain}")
+            }
+            None => address.to_owned(),
+        },
+    }
+}
+
+/// FNV-1a, 64 bit: fixed and seedless, so the table is the same on every
+/// build and every machine.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+impl RecipientTable {
+    /// Builds the table. Keys are normalized with [`normalize_address`] and
+    /// sorted, so the result does not depend on the input order.
+    pub fn build(
+        entries: impl IntoIterator<Item = (String, Target)>,
+    ) -> Result<RecipientTable, DuplicateKey> {
+        let mut entries: Vec<(String, Target)> = entries
+            .into_iter()
+            .map(|(key, target)| (normalize_address(&key), target))
+            .collect();
+        entries.sort();
+        for pair in entries.windows(2) {
+            if let [(a, ta), (b, tb)] = pair {
+                if a == b {
+                    return Err(DuplicateKey {
+                        key: a.clone(),
+                        first: *ta,
+                        second: *tb,
+                    });
+                }
+            }
+        }
+        let mut table = RecipientTable::default();
+        if entries.is_empty() {
+            return Ok(table);
+        }
+        let slot_count = (entries.len() * 2).next_power_of_two();
+        table.slots = vec![EMPTY; slot_count];
+        table.offsets.push(0);
+        let mask = slot_count - 1;
+        for (index, (key, target)) in entries.into_iter().enumerate() {
+            table.keys.push_str(&key);
+            table.offsets.push(to_u32(table.keys.len()));
+            table.targets.push(target);
+            let mut slot = (fnv1a(key.as_bytes()) as usize) & mask;
+            while table.slots[slot] != EMPTY {
+                slot = (slot + 1) & mask;
+            }
+            table.slots[slot] = to_u32(index);
+        }
+        Ok(table)
+    }
+
+    /// The target of an already normalized address.
+    ///
+    /// Never panics, even on a table that was not made by [`Self::build`].
+    pub fn lookup(&self, normalized: &str) -> Option<Target> {
+        let count = self.slots.len();
+        if count == 0 {
+            return None;
+        }
+        let mut slot = (fnv1a(normalized.as_bytes()) % count as u64) as usize;
+        for _ in 0..count {
+            let index = *self.slots.get(slot)?;
+            if index == EMPTY {
+                return None;
+            }
+            if self.key(index as usize) == Some(normalized) {
+                return self.targets.get(index as usize).copied();
+            }
+            slot = (slot + 1) % count;
+        }
+        None
+    }
+
+    /// Number of addresses.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// Whether the table holds no address.
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// All addresses and their targets, sorted by address.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Target)> + '_ {
+        self.targets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| Some((self.key(i)?, *t)))
+    }
+
+    /// Key number `index`, if the offsets are sound.
+    fn key(&self, index: usize) -> Option<&str> {
+        let start = *self.offsets.get(index)? as usize;
+        let end = *self.offsets.get(index + 1)? as usize;
+        self.keys.get(start..end)
+    }
+
+    /// Whether every slot and offset points inside the table; used when a
+    /// plan is loaded.
+    pub(crate) fn is_consistent(&self) -> bool {
+        let n = self.targets.len();
+        let offsets_ok = if n == 0 {
+            self.offsets.is_empty() && self.keys.is_empty()
+        } else {
+            self.offsets.len() == n + 1 && (0..n).all(|i| self.key(i).is_some())
+        };
+        let slots_ok = self.slots.iter().all(|&s| s == EMPTY || (s as usize) < n)
+            && (n == 0 || self.slots.len() > n);
+        offsets_ok && slots_ok
+    }
+}
+
+/// Converts a length to `u32`; tables beyond 4 GiB of keys are not supported
+/// and saturate (lookups then fail rather than panic).
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_finds_every_key_and_nothing_else() {
+        let entries: Vec<(String, Target)> = (0..1000)
+            .map(|i| (format!("user{i}@Example.COM."), Target::Mailbox(i)))
+            .collect();
+        let table = RecipientTable::build(entries).expect("no duplicates");
+        assert_eq!(table.len(), 1000);
+        assert!(table.is_consistent());
+        for i in 0..1000 {
+            assert_eq!(
+                table.lookup(&format!("user{i}@example.com")),
+                Some(Target::Mailbox(i))
+            );
+        }
+        assert_eq!(table.lookup("user1000@example.com"), None);
+        // The local part is case-sensitive.
+        assert_eq!(table.lookup("USER1@example.com"), None);
+    }
+
+    #[test]
+    fn input_order_does_not_change_the_table() {
+        let a = vec![
+            ("b@x.example".to_owned(), Target::Group(0)),
+            ("a@x.example".to_owned(), Target::Mailbox(1)),
+        ];
+        let mut b = a.clone();
+        b.reverse();
+        assert_eq!(RecipientTable::build(a), RecipientTable::build(b));
+    }
+
+    #[test]
+    fn duplicates_after_normalization_are_refused() {
+        let err = RecipientTable::build(vec![
+            ("alice@Example.com".to_owned(), Target::Mailbox(0)),
+            ("\"alice\"@example.com.".to_owned(), Target::Group(2)),
+        ])
+        .expect_err("duplicate");
+        assert_eq!(err.key, "alice@example.com");
+        assert_eq!(
+            err.to_string(),
+            "the address alice@example.com belongs to two recipients"
+        );
+    }
+
+    #[test]
+    fn empty_and_damaged_tables_do_not_panic() {
+        let empty = RecipientTable::build(Vec::new()).expect("empty");
+        assert_eq!(empty.lookup("a@b"), None);
+        let damaged = RecipientTable {
+            keys: "ab".into(),
+            offsets: vec![0, 7],
+            targets: vec![Target::Mailbox(0)],
+            slots: vec![0, 0, 0],
+        };
+        assert_eq!(damaged.lookup("ab"), None);
+        assert!(!damaged.is_consistent());
+    }
+
+    #[test]
+    fn normalize_handles_text_that_is_not_an_address() {
+        assert_eq!(normalize_address("Bob@EXAMPLE.org."), "Bob@example.org");
+        assert_eq!(normalize_address("a b@EX.org"), "a b@ex.org");
+        assert_eq!(normalize_address("nobody"), "nobody");
+    }
+}
