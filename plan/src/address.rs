@@ -529,6 +529,25 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,80}", bracket in proptest::bool::ANY) {
+            let input = if bracket { format!("<{text}>") } else { text.clone() };
+            if let Ok(Some(address)) = parse_path(&input) {
+                // Whatever is accepted prints back to something accepted as itself.
+                let again = parse_mailbox(&address.to_string());
+                proptest::prop_assert_eq!(again, Ok(address));
+            }
+            let _ = parse_mailbox(&text);
+        }
+
+        #[test]
+        fn address_shaped_text_never_panics(text in "[\"@<>:,.\\\\a-z\\[\\] é-]{0,40}") {
+            let _ = parse_path(&format!("<{text}>"));
+            let _ = parse_mailbox(&text);
+        }
+    }
+
     #[test]
     fn normalize_domain_lowercases() {
         assert_eq!(

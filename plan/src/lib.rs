@@ -36,7 +36,7 @@ mod source;
 #[cfg(test)]
 mod testutil;
 
-pub use address::{parse_mailbox, parse_path, Address, AddressError, Domain};
+pub use address::{normalize_domain, parse_mailbox, parse_path, Address, AddressError, Domain};
 pub use backend::{Backend, Endpoint, EndpointTls};
 pub use codec::{Encoded, LoadError, FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use connector::{AddressSpace, Connector, Deliver, SenderMatch, TlsPolicy};

@@ -528,6 +528,36 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_does_not_overflow() {
+        let mut plan = sample_plan();
+        let first = plan.groups.len() as u32;
+        let depth = 100_000u32;
+        for i in 0..depth {
+            let next = if i + 1 < depth {
+                Member::Group(first + i + 1)
+            } else {
+                Member::Mailbox(2)
+            };
+            plan.groups.push(crate::Group {
+                name: format!("g{i}"),
+                members: vec![next],
+                source: src(99),
+            });
+        }
+        plan.groups[0].members.push(Member::Group(first));
+        let Resolution::Group { expanded, .. } = plan.resolve(&addr("sales@example.com")) else {
+            panic!("group");
+        };
+        assert!(expanded
+            .iter()
+            .any(|r| matches!(r, Recipient::Mailbox { mailbox: 2, .. })));
+        assert!(plan
+            .connector_accepts(0, Some(&addr("carol@example.org")))
+            .is_err());
+        assert!(plan.is_member(0, "carol@example.org"));
+    }
+
+    #[test]
     fn unroutable_without_catch_all() {
         let mut plan = sample_plan();
         plan.connectors.truncate(1);
