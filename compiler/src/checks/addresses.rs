@@ -1,6 +1,345 @@
-//! (to be written)
+//! Recipient addresses: `mailgw::address::duplicate` and `mailgw::address::foreign`.
+//!
+//! **`mailgw::address::duplicate`** (error): one SMTP address on two
+//! recipients — two mailboxes, two groups, or a mailbox and a group, from the
+//! `.mailgw` files or a directory (TOML) file alike. An address belongs to
+//! exactly one recipient: the gateway could deliver mail for it to only one of
+//! them, and which one would depend on the order of the files. Addresses
+//! compare case-insensitively in the domain and exactly as written in the
+//! local part (`Alice@EXAMPLE.com` is `Alice@example.com`, not
+//! `alice@example.com`). The same address listed twice for one recipient is
+//! harmless but redundant: a warning with the same code.
+//!
+//! **`mailgw::address::foreign`** (error): a mailbox or group address whose
+//! domain is not declared `domain "..." local`. Mail for that domain is relayed
+//! to a connector, never delivered here, so the address would never receive
+//! anything — usually a typo in the domain or a forgotten `domain` statement.
+//! Only checked when the configuration declares at least one local domain.
+//!
+//! The check makes one pass over all addresses with a hash map for lookups,
+//! so a directory of hundreds of thousands of addresses costs milliseconds;
+//! findings come out in the order of the addresses, never of the map.
+//!
+//! This file also holds the address helpers the other recipient checks share.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 use super::Context;
+use crate::ast::{Config, UnknownRecipients};
+use crate::diagnostic::{Code, Diagnostic, Label};
+use crate::source::{Span, Spanned};
+use crate::suggest;
 
 /// Runs this check.
-pub fn check(_cx: &mut Context<'_>) {}
+pub fn check(cx: &mut Context<'_>) {
+    duplicates(cx);
+    foreign(cx);
+}
+
+/// A mailbox or a group, by index into the configuration's lists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Mailbox(usize),
+    Group(usize),
+}
+
+impl Owner {
+    /// `mailbox `alice`` or `group `sales``.
+    fn describe(self, config: &Config) -> String {
+        match self {
+            Owner::Mailbox(i) => format!("mailbox `{}`", config.mailboxes[i].name.value),
+            Owner::Group(i) => format!("group `{}`", config.groups[i].name.value),
+        }
+    }
+}
+
+/// Every recipient address with its owner, mailboxes first, each list in read order.
+fn owned_addresses(config: &Config) -> impl Iterator<Item = (Owner, &Spanned<String>)> {
+    let mailboxes = config
+        .mailboxes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| m.addresses.iter().map(move |a| (Owner::Mailbox(i), a)));
+    let groups = config
+        .groups
+        .iter()
+        .enumerate()
+        .flat_map(|(i, g)| g.addresses.iter().map(move |a| (Owner::Group(i), a)));
+    mailboxes.chain(groups)
+}
+
+fn duplicates(cx: &mut Context<'_>) {
+    let config = cx.config;
+    let count = config
+        .mailboxes
+        .iter()
+        .map(|m| m.addresses.len())
+        .sum::<usize>()
+        + config
+            .groups
+            .iter()
+            .map(|g| g.addresses.len())
+            .sum::<usize>();
+    // Only looked up, never iterated: the findings follow the address order.
+    let mut first: HashMap<Cow<'_, str>, (Span, Owner)> = HashMap::with_capacity(count);
+    for (owner, address) in owned_addresses(config) {
+        let key = normalize(&address.value);
+        let Some(&(seen_span, seen_owner)) = first.get(&key) else {
+            first.insert(key, (address.span, owner));
+            continue;
+        };
+        // The earlier place in the sources is the first definition, whichever
+        // list (mailboxes or groups) it came from.
+        let (earlier, later) = if seen_span <= address.span {
+            ((seen_span, seen_owner), (address.span, owner))
+        } else {
+            first.insert(key, (address.span, owner));
+            ((address.span, owner), (seen_span, seen_owner))
+        };
+        cx.report(duplicate(config, &address.value, earlier, later));
+    }
+}
+
+/// The finding for an address at `later` that was already at `earlier`.
+fn duplicate(
+    config: &Config,
+    address: &str,
+    earlier: (Span, Owner),
+    later: (Span, Owner),
+) -> Diagnostic {
+    if earlier.1 == later.1 {
+        let owner = later.1.describe(config);
+        return Diagnostic::warning(
+            Code::DuplicateAddress,
+            format!("`{address}` is listed twice for {owner}: the second entry has no effect"),
+            Label::new(later.0, "listed again here"),
+        )
+        .with_label(Label::new(earlier.0, "first listed here"))
+        .with_help("remove one of the two entries");
+    }
+    let first = earlier.1.describe(config);
+    let second = later.1.describe(config);
+    Diagnostic::error(
+        Code::DuplicateAddress,
+        format!(
+            "`{address}` belongs to both {first} and {second}: mail for it could be delivered to only one of them"
+        ),
+        Label::new(later.0, format!("address of {second}")),
+    )
+    .with_label(Label::new(earlier.0, format!("already the address of {first}")))
+    .with_help(format!(
+        "an address belongs to exactly one recipient: remove it from one of them (to reach both, make `{address}` a group with both as members)"
+    ))
+}
+
+fn foreign(cx: &mut Context<'_>) {
+    let config = cx.config;
+    if config.domains.is_empty() {
+        return;
+    }
+    let locals: Vec<&str> = config
+        .domains
+        .iter()
+        .map(|d| d.name.value.as_str())
+        .collect();
+    // Per foreign domain, its help line: computed once, only looked up.
+    let mut helps: HashMap<&str, String> = HashMap::new();
+    for (owner, address) in owned_addresses(config) {
+        let Some(domain) = domain_of(&address.value) else {
+            continue;
+        };
+        if is_local(config, domain) {
+            continue;
+        }
+        let help = helps
+            .entry(domain)
+            .or_insert_with(|| match suggest::closest(domain, locals.iter().copied()) {
+                Some(close) => format!(
+                    "did you mean `{close}`? Otherwise declare the domain: `domain \"{domain}\" local`"
+                ),
+                None => format!(
+                    "declare the domain if this gateway receives its mail: `domain \"{domain}\" local`; otherwise remove the address"
+                ),
+            })
+            .clone();
+        cx.report(
+            Diagnostic::error(
+                Code::ForeignAddress,
+                format!(
+                    "`{}` of {} is in `{domain}`, which is not a local domain: mail for it is relayed elsewhere and never reaches this recipient",
+                    address.value,
+                    owner.describe(config)
+                ),
+                Label::new(address.span, "domain is not local"),
+            )
+            .with_help(help),
+        );
+    }
+}
+
+/// The domain of `address` (after the last `@`), if it has one.
+pub(super) fn domain_of(address: &str) -> Option<&str> {
+    address.rsplit_once('@').map(|(_, domain)| domain)
+}
+
+/// `address` as addresses compare: the domain lowercase, the local part as written.
+pub(super) fn normalize(address: &str) -> Cow<'_, str> {
+    match address.rsplit_once('@') {
+        Some((local, domain)) if domain.bytes().any(|b| b.is_ascii_uppercase()) => {
+            Cow::Owned(format!("{local}@{}", domain.to_ascii_lowercase()))
+        }
+        _ => Cow::Borrowed(address),
+    }
+}
+
+/// True when `domain` is declared `domain "..." local`.
+pub(super) fn is_local(config: &Config, domain: &str) -> bool {
+    config
+        .domains
+        .iter()
+        .any(|d| d.name.value.eq_ignore_ascii_case(domain))
+}
+
+/// True when some mailbox or group has `address`. A linear scan: meant for
+/// the handful of single addresses (journal, postmaster, NDR copies) checked.
+pub(super) fn is_recipient(config: &Config, address: &str) -> bool {
+    let key = normalize(address);
+    owned_addresses(config).any(|(_, a)| normalize(&a.value) == key)
+}
+
+/// True when mail for unknown recipients in local domains is forwarded
+/// (`unknown-recipients forward to ...`) instead of rejected.
+pub(super) fn forwards_unknown(config: &Config) -> bool {
+    matches!(
+        config.unknown_recipients.as_ref().map(|u| &u.value),
+        Some(UnknownRecipients::Forward { .. })
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testing::with_code;
+    use crate::diagnostic::Severity;
+
+    /// The source text under the primary label.
+    fn at(text: &str, d: &Diagnostic) -> String {
+        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
+        text[span.start as usize..span.end as usize].to_owned()
+    }
+
+    /// The source text under the first secondary label.
+    fn second(text: &str, d: &Diagnostic) -> String {
+        let span = d
+            .secondary
+            .first()
+            .map(|l| l.span)
+            .expect("a secondary label");
+        text[span.start as usize..span.end as usize].to_owned()
+    }
+
+    const HEAD: &str =
+        "backend \"mbx1\" { host \"10.0.0.11\"; lmtp 24 }\ndomain \"example.com\" local\n";
+
+    #[test]
+    fn address_on_two_recipients() {
+        let t = format!(
+            "{HEAD}mailbox \"alice\" on \"mbx1\" {{ address \"alice@example.com\" }}\n\
+             mailbox \"alice2\" on \"mbx1\" {{ address \"bob@example.com\", \"alice@EXAMPLE.com\" }}\n"
+        );
+        let found = with_code(&t, Code::DuplicateAddress);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].severity, Severity::Error);
+        assert_eq!(at(&t, &found[0]), "\"alice@EXAMPLE.com\"");
+        assert_eq!(second(&t, &found[0]), "\"alice@example.com\"");
+        assert!(found[0].message.contains("mailbox `alice`"));
+        assert!(found[0].message.contains("mailbox `alice2`"));
+    }
+
+    #[test]
+    fn group_before_mailbox_is_the_first_definition() {
+        let t = format!(
+            "{HEAD}group \"sales\" {{ address \"sales@example.com\"; member \"alice\" }}\n\
+             mailbox \"alice\" on \"mbx1\" {{ address \"sales@example.com\" }}\n"
+        );
+        let found = with_code(&t, Code::DuplicateAddress);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let primary = found[0].primary.as_ref().map(|l| l.span.start);
+        let secondary = found[0].secondary[0].span.start;
+        assert!(primary > Some(secondary), "primary must be the later one");
+        assert!(found[0].secondary[0].text.contains("group `sales`"));
+    }
+
+    #[test]
+    fn local_part_case_matters_and_repeats_warn() {
+        let t = format!(
+            "{HEAD}mailbox \"a\" on \"mbx1\" {{ address \"alice@example.com\", \"Alice@example.com\" }}\n"
+        );
+        assert!(with_code(&t, Code::DuplicateAddress).is_empty());
+        let t = format!(
+            "{HEAD}mailbox \"a\" on \"mbx1\" {{ address \"alice@example.com\", \"alice@example.com\" }}\n"
+        );
+        let found = with_code(&t, Code::DuplicateAddress);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn three_copies_give_two_errors_against_the_first() {
+        let t = format!(
+            "{HEAD}mailbox \"a\" on \"mbx1\" {{ address \"x@example.com\" }}\n\
+             mailbox \"b\" on \"mbx1\" {{ address \"x@example.com\" }}\n\
+             group \"c\" {{ address \"x@example.com\"; member \"a\" }}\n"
+        );
+        let found = with_code(&t, Code::DuplicateAddress);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found
+            .iter()
+            .all(|d| d.secondary[0].text.contains("mailbox `a`")));
+    }
+
+    #[test]
+    fn foreign_address() {
+        let t = format!(
+            "{HEAD}mailbox \"a\" on \"mbx1\" {{ address \"a@example.com\", \"a@exmaple.com\" }}\n\
+             group \"g\" {{ address \"g@other.example\"; member \"a\", \"x@elsewhere.example\" }}\n"
+        );
+        let found = with_code(&t, Code::ForeignAddress);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(at(&t, &found[0]), "\"a@exmaple.com\"");
+        assert!(found[0]
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("did you mean `example.com`")));
+        assert_eq!(at(&t, &found[1]), "\"g@other.example\"");
+        assert!(found[1]
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("domain \"other.example\" local")));
+    }
+
+    #[test]
+    fn no_local_domain_no_foreign_check() {
+        let t = "backend \"mbx1\" { host \"10.0.0.11\"; lmtp 24 }\n\
+                 mailbox \"a\" on \"mbx1\" { address \"a@anything.example\" }\n";
+        assert!(with_code(t, Code::ForeignAddress).is_empty());
+    }
+
+    #[test]
+    fn clean_recipients() {
+        let t = format!(
+            "{HEAD}mailbox \"a\" on \"mbx1\" {{ address \"a@example.com\", \"a.smith@Example.COM\" }}\n\
+             group \"g\" {{ address \"g@example.com\"; member \"a\" }}\n"
+        );
+        assert!(with_code(&t, Code::DuplicateAddress).is_empty());
+        assert!(with_code(&t, Code::ForeignAddress).is_empty());
+    }
+
+    #[test]
+    fn normalize_lowercases_only_the_domain() {
+        assert_eq!(normalize("Alice@EXAMPLE.com"), "Alice@example.com");
+        assert!(matches!(normalize("a@example.com"), Cow::Borrowed(_)));
+        assert_eq!(normalize("\"a@b\"@X.example"), "\"a@b\"@x.example");
+    }
+}

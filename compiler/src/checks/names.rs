@@ -1,6 +1,401 @@
-//! (to be written)
+//! Names: `mailgw::name::duplicate` and `mailgw::reference::unknown`.
+//!
+//! **`mailgw::name::duplicate`** (error): two listeners, backends, connectors,
+//! TLS profiles, mailboxes or groups with one name. Everything that names one
+//! of them (a listener's TLS profile, a mailbox's backend, a group member, a
+//! connector's delivery restriction, the runtime's logs) could not tell the two
+//! apart. Mailboxes and groups share one namespace, since a group member names
+//! either. The finding points at the later definition and shows the first.
+//!
+//! **`mailgw::reference::unknown`** (error): a name used but never defined —
+//! a listener's TLS profile, a mailbox's backend, a group member that is not
+//! an address (has no `@`) and names no mailbox or group, or a connector's
+//! `accept-from` / `reject-from` `mailbox "..."` or `group "..."`. Such a
+//! reference cannot be resolved, so the configuration cannot be built. The
+//! help suggests the closest defined name of that kind when one is likely a
+//! typo, and otherwise lists a few defined names.
+
+use std::collections::{BTreeMap, HashMap};
 
 use super::Context;
+use crate::ast::SenderRef;
+use crate::diagnostic::{Code, Diagnostic, Label};
+use crate::source::{Span, Spanned};
+use crate::suggest;
 
 /// Runs this check.
-pub fn check(_cx: &mut Context<'_>) {}
+pub fn check(cx: &mut Context<'_>) {
+    let config = cx.config;
+    duplicates(cx, config.tls.iter().map(|t| ("TLS profile", &t.name)));
+    duplicates(cx, config.listeners.iter().map(|l| ("listener", &l.name)));
+    duplicates(cx, config.backends.iter().map(|b| ("backend", &b.name)));
+    duplicates(cx, config.connectors.iter().map(|c| ("connector", &c.name)));
+    let mailboxes = config.mailboxes.iter().map(|m| ("mailbox", &m.name));
+    let groups = config.groups.iter().map(|g| ("group", &g.name));
+    duplicates(cx, mailboxes.chain(groups));
+    unknown(cx);
+}
+
+/// Reports every name of `items` defined before, against its first definition.
+fn duplicates<'a>(
+    cx: &mut Context<'_>,
+    items: impl Iterator<Item = (&'static str, &'a Spanned<String>)>,
+) {
+    // Only looked up, never iterated: findings follow the definitions' order.
+    let mut first: HashMap<&'a str, (&'static str, Span)> = HashMap::new();
+    for (kind, name) in items {
+        let Some(&(seen_kind, seen_span)) = first.get(name.value.as_str()) else {
+            first.insert(&name.value, (kind, name.span));
+            continue;
+        };
+        // The earlier place in the sources is the first definition, whichever
+        // list (mailboxes or groups) it came from.
+        let (earlier, later) = if seen_span <= name.span {
+            ((seen_kind, seen_span), (kind, name.span))
+        } else {
+            first.insert(&name.value, (kind, name.span));
+            ((kind, name.span), (seen_kind, seen_span))
+        };
+        let message = if earlier.0 == later.0 {
+            format!(
+                "two {}s are named `{}`: references to the name cannot tell them apart",
+                later.0, name.value
+            )
+        } else {
+            format!(
+                "a {} and a {} are both named `{}`: a group member `{}` could mean either",
+                earlier.0, later.0, name.value, name.value
+            )
+        };
+        cx.report(
+            Diagnostic::error(
+                Code::DuplicateName,
+                message,
+                Label::new(
+                    later.1,
+                    format!("{} `{}` defined again here", later.0, name.value),
+                ),
+            )
+            .with_label(Label::new(
+                earlier.1,
+                format!("{} `{}` first defined here", earlier.0, name.value),
+            ))
+            .with_help("rename one of them (and the references meant for it)"),
+        );
+    }
+}
+
+/// The defined names of one kind, for suggestions.
+struct Kind<'n> {
+    /// `backend`, `TLS profile`, ...
+    singular: &'static str,
+    /// `backends`, `TLS profiles`, ...
+    plural: &'static str,
+    /// The tables of defined names, each sorted.
+    names: Vec<&'n BTreeMap<&'n str, usize>>,
+    /// How to define one, with `{}` for the name.
+    example: &'static str,
+}
+
+impl Kind<'_> {
+    fn contains(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n.contains_key(name))
+    }
+
+    /// The help line for an unknown `name` of this kind.
+    fn help(&self, name: &str) -> String {
+        let candidates = || self.names.iter().flat_map(|n| n.keys().copied());
+        if let Some(close) = suggest::closest(name, candidates()) {
+            return format!("did you mean `{close}`?");
+        }
+        let total: usize = self.names.iter().map(|n| n.len()).sum();
+        if total == 0 {
+            return format!(
+                "no {} is defined; define it: {}",
+                self.singular,
+                self.example.replace("{}", name)
+            );
+        }
+        const SHOWN: usize = 5;
+        let mut list: Vec<String> = candidates().take(SHOWN).map(|n| format!("`{n}`")).collect();
+        if total > SHOWN {
+            list.push(format!("and {} more", total - SHOWN));
+        }
+        format!("the defined {} are {}", self.plural, list.join(", "))
+    }
+}
+
+fn unknown(cx: &mut Context<'_>) {
+    let config = cx.config;
+    let names = &cx.names;
+    let tls = Kind {
+        singular: "TLS profile",
+        plural: "TLS profiles",
+        names: vec![&names.tls],
+        example: "`tls \"{}\" { certificate \"cert.pem\"; key \"cert.key\" }`",
+    };
+    let backends = Kind {
+        singular: "backend",
+        plural: "backends",
+        names: vec![&names.backends],
+        example: "`backend \"{}\" { host \"10.0.0.11\"; lmtp 24 }`",
+    };
+    let mailboxes = Kind {
+        singular: "mailbox",
+        plural: "mailboxes",
+        names: vec![&names.mailboxes],
+        example: "`mailbox \"{}\" on \"BACKEND\" { address \"{}@example.com\" }`",
+    };
+    let groups = Kind {
+        singular: "group",
+        plural: "groups",
+        names: vec![&names.groups],
+        example: "`group \"{}\" { member \"MAILBOX\" }`",
+    };
+    let members = Kind {
+        singular: "mailbox or group",
+        plural: "mailboxes and groups",
+        names: vec![&names.mailboxes, &names.groups],
+        example: "`mailbox \"{}\" on \"BACKEND\"`, or write an address with `@`",
+    };
+    let mut found = Vec::new();
+    // Help lines per kind and name: a wrong backend on thousands of directory
+    // mailboxes is looked up once. Only looked up, never iterated.
+    let mut helps: HashMap<(&'static str, String), String> = HashMap::new();
+    let mut report = |kind: &Kind<'_>, name: &str, span: Span, message: String| {
+        let help = helps
+            .entry((kind.singular, name.to_owned()))
+            .or_insert_with(|| kind.help(name))
+            .clone();
+        found.push(
+            Diagnostic::error(
+                Code::UnknownReference,
+                message,
+                Label::new(span, format!("no {} has this name", kind.singular)),
+            )
+            .with_help(help),
+        );
+    };
+
+    for listener in &config.listeners {
+        let profile = listener.tls.as_ref().and_then(|t| t.value.profile.as_ref());
+        if let Some(profile) = profile.filter(|p| !tls.contains(&p.value)) {
+            let message = format!(
+                "listener `{}` uses the TLS profile `{}`, which is not defined: it has no certificate to offer",
+                listener.name.value, profile.value
+            );
+            report(&tls, &profile.value, profile.span, message);
+        }
+    }
+    for mailbox in &config.mailboxes {
+        let backend = &mailbox.backend;
+        if !backends.contains(&backend.value) {
+            let message = format!(
+                "mailbox `{}` is on the backend `{}`, which is not defined: its mail has nowhere to go",
+                mailbox.name.value, backend.value
+            );
+            report(&backends, &backend.value, backend.span, message);
+        }
+    }
+    for group in &config.groups {
+        for member in &group.members {
+            if member.value.contains('@') || members.contains(&member.value) {
+                continue;
+            }
+            let message = format!(
+                "group `{}` has the member `{}`, which is no mailbox or group: mail to the group cannot reach it",
+                group.name.value, member.value
+            );
+            report(&members, &member.value, member.span, message);
+        }
+    }
+    for connector in &config.connectors {
+        let restrictions = connector
+            .accept_from
+            .iter()
+            .map(|s| ("accept-from", s))
+            .chain(connector.reject_from.iter().map(|s| ("reject-from", s)));
+        for (statement, sender) in restrictions {
+            let (kind, name) = match &sender.value {
+                SenderRef::Mailbox(name) => (&mailboxes, name),
+                SenderRef::Group(name) => (&groups, name),
+                SenderRef::Pattern(_) => continue,
+            };
+            if kind.contains(name) {
+                continue;
+            }
+            let message = format!(
+                "connector `{}` names the {} `{name}` in `{statement}`, which is not defined: the restriction cannot be applied",
+                connector.name.value, kind.singular
+            );
+            report(kind, name, sender.span, message);
+        }
+    }
+    for diagnostic in found {
+        cx.report(diagnostic);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testing::{findings, with_code};
+
+    /// The source text under the primary label.
+    fn at(text: &str, d: &Diagnostic) -> String {
+        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
+        text[span.start as usize..span.end as usize].to_owned()
+    }
+
+    /// The source text under the first secondary label.
+    fn second(text: &str, d: &Diagnostic) -> String {
+        let span = d
+            .secondary
+            .first()
+            .map(|l| l.span)
+            .expect("a secondary label");
+        text[span.start as usize..span.end as usize].to_owned()
+    }
+
+    const BACKEND: &str = "backend \"mbx1\" { host \"10.0.0.11\"; lmtp 24 }\n";
+
+    #[test]
+    fn duplicate_listeners_and_backends() {
+        let t = format!(
+            "listener \"mx\" {{ protocol smtp; bind 0.0.0.0:25 }}\n\
+             listener \"mx\" {{ protocol smtp; bind 0.0.0.0:587 }}\n\
+             {BACKEND}backend \"mbx1\" {{ host \"10.0.0.12\"; lmtp 24 }}\n"
+        );
+        let found = with_code(&t, Code::DuplicateName);
+        assert_eq!(found.len(), 2, "{found:?}");
+        for d in &found {
+            let primary = d.primary.as_ref().map(|l| l.span.start);
+            assert!(primary > Some(d.secondary[0].span.start));
+        }
+        assert_eq!(at(&t, &found[0]), "\"mx\"");
+        assert!(found[0].message.contains("listeners"));
+        assert_eq!(at(&t, &found[1]), "\"mbx1\"");
+    }
+
+    #[test]
+    fn mailbox_and_group_share_a_namespace() {
+        let t = format!(
+            "{BACKEND}group \"sales\" {{ member \"bob@example.org\" }}\n\
+             mailbox \"sales\" on \"mbx1\"\n"
+        );
+        let found = with_code(&t, Code::DuplicateName);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0]
+            .primary
+            .as_ref()
+            .is_some_and(|l| l.text.starts_with("mailbox")));
+        assert!(found[0].secondary[0].text.starts_with("group"));
+        assert_eq!(second(&t, &found[0]), "\"sales\"");
+    }
+
+    #[test]
+    fn same_name_different_kinds_is_fine() {
+        let t = format!(
+            "{BACKEND}mailbox \"mbx1\" on \"mbx1\"\nlistener \"mbx1\" {{ protocol smtp; bind 0.0.0.0:25 }}\n"
+        );
+        assert!(with_code(&t, Code::DuplicateName).is_empty());
+    }
+
+    #[test]
+    fn unknown_backend_with_suggestion() {
+        let t = format!("{BACKEND}mailbox \"alice\" on \"mbx2\"\nmailbox \"bob\" on \"storage\"\n");
+        let found = with_code(&t, Code::UnknownReference);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(at(&t, &found[0]), "\"mbx2\"");
+        assert_eq!(found[0].help.as_deref(), Some("did you mean `mbx1`?"));
+        assert_eq!(at(&t, &found[1]), "\"storage\"");
+        assert_eq!(
+            found[1].help.as_deref(),
+            Some("the defined backends are `mbx1`")
+        );
+    }
+
+    #[test]
+    fn unknown_tls_profile() {
+        let t = "tls \"public\" { self-signed }\n\
+                 listener \"mx\" { protocol smtp; bind 0.0.0.0:25; tls starttls offer \"pubilc\" }\n";
+        let found = with_code(t, Code::UnknownReference);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(at(t, &found[0]), "\"pubilc\"");
+        assert_eq!(found[0].help.as_deref(), Some("did you mean `public`?"));
+        let t = "listener \"mx\" { protocol smtp; bind 0.0.0.0:25; tls implicit \"public\" }\n";
+        let found = with_code(t, Code::UnknownReference);
+        assert!(found[0]
+            .help
+            .as_deref()
+            .is_some_and(|h| h.starts_with("no TLS profile is defined")));
+    }
+
+    #[test]
+    fn unknown_group_member() {
+        let t = format!(
+            "{BACKEND}mailbox \"alice\" on \"mbx1\"\ngroup \"team\" {{ member \"alice\" }}\n\
+             group \"sales\" {{ member \"alcie\", \"team\", \"tema\", \"bob@example.org\", \"zzzzzz\" }}\n"
+        );
+        let found = with_code(&t, Code::UnknownReference);
+        let spans: Vec<String> = found.iter().map(|d| at(&t, d)).collect();
+        assert_eq!(spans, ["\"alcie\"", "\"tema\"", "\"zzzzzz\""]);
+        assert_eq!(found[0].help.as_deref(), Some("did you mean `alice`?"));
+        assert_eq!(found[1].help.as_deref(), Some("did you mean `team`?"));
+        assert!(found[2]
+            .help
+            .as_deref()
+            .is_some_and(|h| h.contains("`alice`") && h.contains("`team`")));
+    }
+
+    #[test]
+    fn unknown_connector_restrictions() {
+        let t = format!(
+            "{BACKEND}mailbox \"alice\" on \"mbx1\"\ngroup \"staff\" {{ member \"alice\" }}\n\
+             connector \"internet\" {{\n  address-space \"*\" cost 1\n  deliver mx\n\
+             accept-from group \"stafff\", mailbox \"alice\", \"*@example.com\"\n\
+             reject-from mailbox \"staff\"\n}}\n"
+        );
+        let found = with_code(&t, Code::UnknownReference);
+        let spans: Vec<String> = found.iter().map(|d| at(&t, d)).collect();
+        assert_eq!(
+            spans,
+            ["group \"stafff\"", "mailbox \"staff\""],
+            "{found:?}"
+        );
+        assert_eq!(found[0].help.as_deref(), Some("did you mean `staff`?"));
+    }
+
+    #[test]
+    fn many_names_are_abbreviated() {
+        let mut t = String::new();
+        for i in 0..8 {
+            t.push_str(&format!(
+                "backend \"b{i}\" {{ host \"10.0.0.{i}\"; lmtp 24 }}\n"
+            ));
+        }
+        t.push_str("mailbox \"x\" on \"storage-cluster\"\n");
+        let found = with_code(&t, Code::UnknownReference);
+        assert_eq!(
+            found[0].help.as_deref(),
+            Some("the defined backends are `b0`, `b1`, `b2`, `b3`, `b4`, and 3 more")
+        );
+    }
+
+    #[test]
+    fn the_example_references_resolve() {
+        let t = format!(
+            "tls \"public\" {{ self-signed }}\n{BACKEND}\
+             listener \"mx\" {{ protocol smtp; bind 0.0.0.0:25; tls starttls offer \"public\" }}\n\
+             mailbox \"alice\" on \"mbx1\"\ngroup \"sales\" {{ member \"alice\", \"bob@example.org\" }}\n\
+             group \"all\" {{ member \"sales\" }}\n\
+             connector \"c\" {{ address-space \"*\" cost 1; deliver mx; accept-from group \"all\", mailbox \"alice\" }}\n"
+        );
+        let all = findings(&t);
+        assert!(
+            all.iter()
+                .all(|d| d.code != Code::UnknownReference && d.code != Code::DuplicateName),
+            "{all:?}"
+        );
+    }
+}
