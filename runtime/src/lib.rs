@@ -1,0 +1,8 @@
+//! The mailgw runtime: it loads a plan and executes it.
+//!
+//! The runtime never sees configuration source text, only the plan. Its
+//! protocol cores are I/O-free state machines ([`smtp`]); durable state lives
+//! in the [`spool`].
+
+pub mod smtp;
+pub mod spool;
