@@ -11,8 +11,9 @@
 //! - `localhost` or a loopback or unspecified address, and the listener is
 //!   bound to a loopback address of the family or to an unspecified address,
 //! - or an address some listener is bound to explicitly (so the machine has
-//!   it), and the listener is bound to that address or to an unspecified one
-//!   (`::` takes IPv4 too). Other addresses are not known to be ours: binding
+//!   it), and the listener is bound to that address or to the unspecified
+//!   address of its family (the runtime binds IPv6 sockets v6-only, so `::`
+//!   does not take IPv4; see the port-conflict check). Other addresses are not known to be ours: binding
 //!   `0.0.0.0` does not tell which public address the machine has.
 //!
 //! For the filter only its own target matters: the scanner hands mail back on
@@ -180,14 +181,14 @@ impl Target {
         match self {
             Target::Myself => true,
             Target::Loopback(None) => bind.is_loopback() || bind.is_unspecified(),
-            Target::Loopback(Some(ip)) if bind.is_unspecified() => unspecified_takes(bind, *ip),
+            Target::Loopback(Some(ip)) if bind.is_unspecified() => same_family(bind, *ip),
             // `0.0.0.0` as a target reaches every loopback address; `127.0.0.1`
             // only a listener bound to it.
             Target::Loopback(Some(ip)) => {
                 bind.is_loopback() && same_family(*ip, bind) && (ip.is_unspecified() || *ip == bind)
             }
             Target::Address(ip) => {
-                *ip == bind || (bind.is_unspecified() && unspecified_takes(bind, *ip))
+                *ip == bind || (bind.is_unspecified() && same_family(bind, *ip))
             }
         }
     }
@@ -205,11 +206,6 @@ fn same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
 }
 
-/// True when a listener on the unspecified address `bind` takes connections
-/// to `target`: those of its family, and IPv4 too for `::`.
-fn unspecified_takes(bind: IpAddr, target: IpAddr) -> bool {
-    same_family(bind, target) || bind.is_ipv6()
-}
 
 #[cfg(test)]
 mod tests {
