@@ -2,7 +2,8 @@
 //!
 //! The phases, each in its own module:
 //! [`syntax`] (pest → statements) → [`reader`] (statements → typed [`ast`]) →
-//! [`checks`] (every semantic finding, all reported) → [`lower`] (→ [`()`]).
+//! [`checks`] (every semantic finding, all reported) → [`lower`] (→ [`mailgw_plan::Plan`]),
+//! and [`explain`] answers "what happens to mail for this address" from a plan.
 //! This crate does no network I/O; it reads the configuration's files only.
 
 pub mod args;
@@ -10,6 +11,7 @@ pub mod ast;
 pub mod checks;
 pub mod diagnostic;
 pub mod directory;
+pub mod explain;
 pub mod literal;
 pub mod lower;
 pub mod reader;
@@ -30,7 +32,7 @@ pub struct Compilation {
     /// Every finding, errors and warnings, in a stable order.
     pub diagnostics: Vec<Diagnostic>,
     /// The plan, when there was no error and lowering was asked for.
-    pub plan: Option<()>,
+    pub plan: Option<mailgw_plan::Plan>,
 }
 
 impl Compilation {

@@ -22,6 +22,9 @@ pub struct Backend {
     /// Whether the proxy tells the backend the real client address
     /// (IMAP `ID`, XCLIENT and similar).
     pub forward_client: bool,
+    /// The CA certificate file (PEM) that signs the backend's certificate,
+    /// resolved by the compiler; `None` means the system's trust store.
+    pub ca: Option<String>,
     /// The `backend` block.
     pub source: SourceRef,
 }

@@ -8,7 +8,7 @@ use crate::listener::{AuthMode, Protocol, TlsMode};
 use crate::plan::{Plan, Verify};
 use crate::policy::{Direction, JournalScope, Position, UnknownRecipients};
 use crate::recipient::Target;
-use crate::relay_rule::{Condition, RelayAction};
+use crate::relay_rule::RelayAction;
 
 /// Displays a plan as a human summary. Output is deterministic: items in
 /// plan order, no hash map iterated.
@@ -64,6 +64,9 @@ impl fmt::Display for Summary<'_> {
                     parts.push(format!("{name} {}", endpoint(e)));
                 }
             }
+            if let Some(ca) = &b.ca {
+                parts.push(format!("ca {ca}"));
+            }
             writeln!(
                 f,
                 "  {:<12} {}: {}  ({})",
@@ -98,12 +101,19 @@ impl fmt::Display for Summary<'_> {
             UnknownRecipients::Reject => "reject".to_owned(),
             UnknownRecipients::Forward { host, port } => format!("forward to {host}:{port}"),
         };
-        writeln!(f, "unknown recipients: {unknown}")?;
+        match plan.unknown_recipients_source {
+            Some(source) => writeln!(f, "unknown recipients: {unknown}  ({})", at(source))?,
+            None => writeln!(f, "unknown recipients: {unknown}")?,
+        }
         let verify = match plan.auth.verify {
             Verify::Directory => "directory",
             Verify::BackendImap => "backend imap",
         };
-        writeln!(f, "auth: verify {verify}")?;
+        writeln!(
+            f,
+            "auth: verify {verify}, max-failures {}, failure-delay {}ms",
+            plan.auth.max_failures, plan.auth.failure_delay_ms
+        )?;
 
         writeln!(f, "connectors ({})", plan.connectors.len())?;
         for c in &plan.connectors {
@@ -147,7 +157,7 @@ impl fmt::Display for Summary<'_> {
                 RelayAction::Allow => "allow",
                 RelayAction::Deny => "deny ",
             };
-            let conditions: Vec<String> = r.conditions.iter().map(condition).collect();
+            let conditions: Vec<String> = r.conditions.iter().map(ToString::to_string).collect();
             let conditions = if conditions.is_empty() {
                 "all".to_owned()
             } else {
@@ -201,7 +211,13 @@ impl fmt::Display for Summary<'_> {
             "log level {}, protocol trace {}",
             plan.log.level.as_str(),
             if plan.log.protocol_trace { "on" } else { "off" }
-        )
+        )?;
+        if plan.dns.servers.is_empty() {
+            writeln!(f, "dns: system resolver")
+        } else {
+            let servers: Vec<String> = plan.dns.servers.iter().map(ToString::to_string).collect();
+            writeln!(f, "dns: {}", servers.join(", "))
+        }
     }
 }
 
@@ -260,15 +276,6 @@ fn sender(plan: &Plan, m: &SenderMatch) -> String {
     }
 }
 
-fn condition(c: &Condition) -> String {
-    match c {
-        Condition::Authenticated => "authenticated".to_owned(),
-        Condition::From(n) => format!("from {n}"),
-        Condition::To(p) => format!("to \"{p}\""),
-        Condition::Sender(p) => format!("sender \"{p}\""),
-    }
-}
-
 /// Seconds in the largest whole unit the language has (`4h`, `90s`).
 fn duration(seconds: u32) -> String {
     for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
@@ -290,7 +297,7 @@ mod tests {
         let expected = [
             "gateway mail.example.com",
             "  mx           smtp on 0.0.0.0:25, [::]:25; tls starttls offer \"public\"; auth off  (examples/frontend.mailgw:3)",
-            "  mbx1         10.0.0.11: imap 143 tls starttls, pop3 110, lmtp 24  (examples/frontend.mailgw:5)",
+            "  mbx1         10.0.0.11: imap 143 tls starttls, pop3 110, lmtp 24, ca certs/backend-ca.pem  (examples/frontend.mailgw:5)",
             "local domains (2): example.com, example.org",
             "recipients: 3 mailboxes, 2 groups, 6 addresses (2 of groups)",
             "  internet     deliver smarthost relay.isp.example:587, tls require, credentials  (examples/frontend.mailgw:50)",
@@ -303,6 +310,9 @@ mod tests {
             "  retry       1m, 5m, 15m, 1h, 4h",
             "  expire      5d",
             "log level info, protocol trace off",
+            "auth: verify directory, max-failures 5, failure-delay 1000ms",
+            "dns: 192.0.2.53:53",
+            "lmtp 24, ca certs/backend-ca.pem  (examples/frontend.mailgw:5)",
         ];
         for line in expected {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

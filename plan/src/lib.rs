@@ -46,7 +46,7 @@ pub use listener::{
 };
 pub use network::{Network, NetworkError};
 pub use pattern::{AddressPattern, DomainPattern, PatternError, Specificity};
-pub use plan::{AuthPlan, Gateway, Plan, Verify};
+pub use plan::{AuthPlan, Dns, Gateway, Plan, Verify};
 pub use policy::{
     Direction, Disclaimer, Filter, Journal, JournalScope, Log, LogLevel, Ndr, Position, Queue,
     UnknownRecipients,

@@ -1,5 +1,7 @@
 //! The plan itself and its gateway-wide settings.
 
+use std::net::SocketAddr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::backend::Backend;
@@ -9,7 +11,7 @@ use crate::policy::{Disclaimer, Filter, Journal, Log, Ndr, Queue, UnknownRecipie
 use crate::recipient::{Group, LocalDomain, Mailbox};
 use crate::recipient_table::RecipientTable;
 use crate::relay_rule::RelayRule;
-use crate::source::SourceMap;
+use crate::source::{SourceMap, SourceRef};
 
 /// A compiled configuration: everything the runtime needs, nothing it does
 /// not. Items refer to each other by `u32` index into the vectors below.
@@ -39,6 +41,8 @@ pub struct Plan {
     pub relay: Vec<RelayRule>,
     /// What happens to mail for an unknown address in a local domain.
     pub unknown_recipients: UnknownRecipients,
+    /// The `unknown-recipients` line; `None` when the default applies.
+    pub unknown_recipients_source: Option<SourceRef>,
     /// Journal copies, if configured.
     pub journal: Option<Journal>,
     /// Disclaimers in source order.
@@ -51,6 +55,8 @@ pub struct Plan {
     pub queue: Queue,
     /// Logging settings.
     pub log: Log,
+    /// The resolver used for MX lookups.
+    pub dns: Dns,
     /// The files the plan was compiled from; every `source` indexes into it.
     pub sources: SourceMap,
 }
@@ -86,10 +92,40 @@ impl Gateway {
 }
 
 /// How a client's user name and password are verified.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct AuthPlan {
     /// The verification method.
     pub verify: Verify,
+    /// Failed attempts from one client before it is disconnected.
+    pub max_failures: u32,
+    /// Delay after the first failed attempt, in milliseconds; the runtime
+    /// grows it with each further failure.
+    pub failure_delay_ms: u64,
+}
+
+impl AuthPlan {
+    /// Default for [`AuthPlan::max_failures`].
+    pub const DEFAULT_MAX_FAILURES: u32 = 5;
+    /// Default for [`AuthPlan::failure_delay_ms`]: one second.
+    pub const DEFAULT_FAILURE_DELAY_MS: u64 = 1000;
+}
+
+impl Default for AuthPlan {
+    fn default() -> AuthPlan {
+        AuthPlan {
+            verify: Verify::default(),
+            max_failures: Self::DEFAULT_MAX_FAILURES,
+            failure_delay_ms: Self::DEFAULT_FAILURE_DELAY_MS,
+        }
+    }
+}
+
+/// The DNS resolver used for MX lookups.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dns {
+    /// Name servers, in order; empty means the system's resolver
+    /// configuration.
+    pub servers: Vec<SocketAddr>,
 }
 
 /// A password verification method.
@@ -119,12 +155,14 @@ impl Plan {
             connectors: Vec::new(),
             relay: Vec::new(),
             unknown_recipients: UnknownRecipients::default(),
+            unknown_recipients_source: None,
             journal: None,
             disclaimers: Vec::new(),
             filters: Vec::new(),
             ndr: Ndr::default(),
             queue: Queue::default(),
             log: Log::default(),
+            dns: Dns::default(),
             sources: SourceMap::default(),
         }
     }

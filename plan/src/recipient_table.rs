@@ -82,11 +82,23 @@ impl RecipientTable {
     pub fn build(
         entries: impl IntoIterator<Item = (String, Target)>,
     ) -> Result<RecipientTable, DuplicateKey> {
-        let mut entries: Vec<(String, Target)> = entries
-            .into_iter()
-            .map(|(key, target)| (normalize_address(&key), target))
-            .collect();
-        entries.sort();
+        RecipientTable::build_normalized(
+            entries
+                .into_iter()
+                .map(|(key, target)| (normalize_address(&key), target))
+                .collect(),
+        )
+    }
+
+    /// Builds the table from keys already normalized with
+    /// [`normalize_address`] (as the compiler keeps them), skipping the
+    /// second normalization that [`Self::build`] does. A key that is not
+    /// normalized is stored as given and never found by a lookup of a
+    /// normalized address.
+    pub fn build_normalized(
+        mut entries: Vec<(String, Target)>,
+    ) -> Result<RecipientTable, DuplicateKey> {
+        entries.sort_unstable();
         for pair in entries.windows(2) {
             if let [(a, ta), (b, tb)] = pair {
                 if a == b {
@@ -219,6 +231,27 @@ mod tests {
         let mut b = a.clone();
         b.reverse();
         assert_eq!(RecipientTable::build(a), RecipientTable::build(b));
+    }
+
+    #[test]
+    fn prenormalized_keys_give_the_same_table() {
+        let raw = vec![
+            ("Bob@EXAMPLE.org.".to_owned(), Target::Mailbox(1)),
+            ("\"alice\"@example.com".to_owned(), Target::Group(0)),
+        ];
+        let normalized = raw
+            .iter()
+            .map(|(k, t)| (normalize_address(k), *t))
+            .collect();
+        assert_eq!(
+            RecipientTable::build(raw),
+            RecipientTable::build_normalized(normalized)
+        );
+        let dup = vec![
+            ("a@x.example".to_owned(), Target::Mailbox(0)),
+            ("a@x.example".to_owned(), Target::Mailbox(1)),
+        ];
+        assert!(RecipientTable::build_normalized(dup).is_err());
     }
 
     #[test]

@@ -108,6 +108,7 @@ pub fn sample_plan() -> Plan {
         }),
         smtp: None,
         forward_client: true,
+        ca: Some("certs/backend-ca.pem".into()),
         source: src(5),
     });
     plan.domains.push(LocalDomain {
@@ -235,5 +236,8 @@ pub fn sample_plan() -> Plan {
         source: src(72),
     });
     plan.ndr.copy_to.push("postmaster@example.com".into());
+    plan.dns
+        .servers
+        .push("192.0.2.53:53".parse().expect("addr"));
     plan
 }

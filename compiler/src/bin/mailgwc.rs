@@ -1,10 +1,18 @@
 //! `mailgwc`: check, build, explain and inspect mailgw configurations.
+//!
+//! Exit codes: 0 success, 1 when the configuration or plan has errors (or
+//! warnings with `--deny warnings`), 2 for a usage error.
 
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use mailgw_compiler::diagnostic::{Report, Severity};
+use mailgw_compiler::explain::{self, Query};
+use mailgw_compiler::Compilation;
+use mailgw_plan::{LoadError, Plan, Summary, MAGIC};
 
 /// The mailgw configuration compiler.
 #[derive(Parser)]
@@ -24,9 +32,49 @@ enum Command {
         /// Treat warnings as errors.
         #[arg(long, value_name = "WHAT", value_parser = ["warnings"])]
         deny: Option<String>,
+        /// Output format of the diagnostics.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Compile a configuration into a plan file for the gateway.
+    Build {
+        /// The main `.mailgw` file.
+        file: PathBuf,
+        /// Where to write the plan.
+        #[arg(short, long, value_name = "PLAN")]
+        output: PathBuf,
+        /// Treat warnings as errors.
+        #[arg(long, value_name = "WHAT", value_parser = ["warnings"])]
+        deny: Option<String>,
+        /// Output format of the diagnostics.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Explain what the gateway does with mail for one address.
+    Explain {
+        /// A `.mailgw` configuration (compiled first) or a plan file.
+        file: PathBuf,
+        /// The recipient.
+        #[arg(long, value_name = "ADDR")]
+        to: String,
+        /// The envelope sender; the null sender `<>` when not given.
+        #[arg(long, value_name = "ADDR")]
+        from: Option<String>,
+        /// The client's IP address; 192.0.2.1 (any internet host) when not
+        /// given.
+        #[arg(long, value_name = "IP")]
+        client: Option<IpAddr>,
+        /// Assume the client authenticated as this user.
+        #[arg(long, value_name = "USER")]
+        auth: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+    },
+    /// Show what a plan file holds.
+    Inspect {
+        /// The plan file.
+        plan: PathBuf,
     },
 }
 
@@ -44,6 +92,29 @@ fn main() -> ExitCode {
             deny,
             format,
         } => check(&files, deny.is_some(), format),
+        Command::Build {
+            file,
+            output,
+            deny,
+            format,
+        } => build(&file, &output, deny.is_some(), format),
+        Command::Explain {
+            file,
+            to,
+            from,
+            client,
+            auth,
+            format,
+        } => {
+            let query = Query {
+                to,
+                from,
+                client,
+                auth,
+            };
+            explain(&file, &query, format)
+        }
+        Command::Inspect { plan } => inspect(&plan),
     }
 }
 
@@ -51,20 +122,168 @@ fn check(files: &[PathBuf], deny_warnings: bool, format: Format) -> ExitCode {
     let mut failed = false;
     for file in files {
         let compilation = mailgw_compiler::check(file);
-        for diagnostic in &compilation.diagnostics {
-            match format {
-                Format::Json => println!("{}", diagnostic.to_json(&compilation.db)),
-                Format::Human => eprintln!(
-                    "{:?}",
-                    miette::Report::new(Report::new(&compilation.db, diagnostic))
-                ),
-            }
-            failed |= diagnostic.severity == Severity::Error || deny_warnings;
+        failed |= report(file, &compilation, deny_warnings, format);
+    }
+    exit(!failed)
+}
+
+/// Prints the diagnostics of one compilation and, for humans, a summary line
+/// on stderr. Returns whether the compilation failed.
+fn report(file: &Path, compilation: &Compilation, deny_warnings: bool, format: Format) -> bool {
+    let mut errors = 0;
+    let mut warnings = 0;
+    for diagnostic in &compilation.diagnostics {
+        match format {
+            Format::Json => out(&format!("{}\n", diagnostic.to_json(&compilation.db))),
+            Format::Human => eprintln!(
+                "{:?}",
+                miette::Report::new(Report::new(&compilation.db, diagnostic))
+            ),
+        }
+        match diagnostic.severity {
+            Severity::Error => errors += 1,
+            Severity::Warning => warnings += 1,
         }
     }
-    if failed {
-        ExitCode::FAILURE
+    if let Format::Human = format {
+        if errors + warnings > 0 {
+            eprintln!(
+                "{}: {}, {}",
+                file.display(),
+                count(errors, "error"),
+                count(warnings, "warning")
+            );
+        }
+    }
+    errors > 0 || (deny_warnings && warnings > 0)
+}
+
+/// Writes to stdout. A closed pipe (`mailgwc inspect p | head`) is not an
+/// error worth a panic: the rest of the output is dropped.
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
     } else {
+        format!("{n} {what}s")
+    }
+}
+
+fn exit(ok: bool) -> ExitCode {
+    if ok {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn build(file: &Path, output: &Path, deny_warnings: bool, format: Format) -> ExitCode {
+    let compilation = mailgw_compiler::compile(file);
+    if report(file, &compilation, deny_warnings, format) {
+        return ExitCode::FAILURE;
+    }
+    let Some(plan) = compilation.plan else {
+        eprintln!("error: {} did not compile to a plan", file.display());
+        return ExitCode::FAILURE;
+    };
+    let encoded = plan.encode();
+    if let Err(error) = write_atomically(output, &encoded.bytes) {
+        eprintln!("error: cannot write the plan {}: {error}", output.display());
+        return ExitCode::FAILURE;
+    }
+    out(&format!(
+        "wrote {} ({} bytes, checksum {})\n",
+        output.display(),
+        encoded.bytes.len(),
+        encoded.checksum_hex()
+    ));
+    ExitCode::SUCCESS
+}
+
+/// Writes `bytes` to a temporary file next to `path`, then renames it over
+/// `path`, so a running gateway never sees a half-written plan.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map_or_else(|| "plan".into(), |n| n.to_string_lossy().into_owned());
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Whether `path` starts with the plan magic bytes.
+fn is_plan(path: &Path) -> bool {
+    let mut magic = [0u8; MAGIC.len()];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|()| magic == MAGIC)
+}
+
+fn explain(file: &Path, query: &Query, format: Format) -> ExitCode {
+    let plan = if is_plan(file) {
+        match Plan::load(file) {
+            Ok(plan) => plan,
+            Err(error) => {
+                eprintln!("{}", load_error(file, &error));
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let compilation = mailgw_compiler::compile(file);
+        // Warnings do not stop explain, but errors do, and both are shown.
+        let failed = report(file, &compilation, false, Format::Human);
+        match compilation.plan {
+            Some(plan) if !failed => plan,
+            _ => return ExitCode::FAILURE,
+        }
+    };
+    match explain::explain(&plan, query) {
+        Ok(explanation) => {
+            match format {
+                Format::Human => out(&explanation.to_string()),
+                Format::Json => out(&format!("{:#}\n", explanation.to_json())),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn inspect(path: &Path) -> ExitCode {
+    match Plan::load(path) {
+        Ok(plan) => {
+            out(&Summary(&plan).to_string());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{}", load_error(path, &error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `error: PLAN: what is wrong`; a read error already names the file.
+fn load_error(path: &Path, error: &LoadError) -> String {
+    match error {
+        LoadError::Io { .. } => format!("error: {error}"),
+        _ => format!("error: {}: {error}", path.display()),
     }
 }
