@@ -291,6 +291,7 @@ impl Explanation<'_> {
         match self.plan.connector_accepts(connector, self.sender.as_ref()) {
             Ok(()) => match self.plan.connectors.get(connector as usize) {
                 Some(c) if !c.accept_from.is_empty() => "accepted by accept-from".to_owned(),
+                Some(c) if !c.reject_from.is_empty() => "accepted (not in reject-from)".to_owned(),
                 _ => "accepted (no delivery restriction)".to_owned(),
             },
             Err(Refusal::RejectedSender { connector }) => {
@@ -427,7 +428,7 @@ impl Explanation<'_> {
                     }
                 };
                 out.push(format!(
-                    "    {address}: no such recipient in local domain  ({}): {fate}",
+                    "    {address}: unknown in a local domain, {fate}  ({})",
                     self.at(*domain)
                 ));
             }
