@@ -162,10 +162,11 @@ impl Explanation<'_> {
             RelayVerdict::Denied { rule: Some(rule) } => {
                 format!("denied by `{}`  ({})", self.rule_text(rule), self.at(rule))
             }
-            RelayVerdict::Denied { rule: None } => format!(
-                "denied by default: none of the {} relay rules matched",
-                self.plan.relay.len()
-            ),
+            RelayVerdict::Denied { rule: None } => match self.plan.relay.len() {
+                0 => "denied by default: there are no relay rules".to_owned(),
+                1 => "denied by default: the one relay rule does not match".to_owned(),
+                n => format!("denied by default: none of the {n} relay rules matches"),
+            },
         }
     }
 
@@ -711,5 +712,109 @@ fn host_port(host: &str, port: u16) -> String {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailgw_plan::{Backend, Endpoint, LocalDomain, Mailbox, RecipientTable, Target};
+
+    fn plan() -> Plan {
+        let mut plan = Plan::empty("mail.example.com");
+        let file = plan.sources.add("t.mailgw");
+        plan.backends.push(Backend {
+            name: "b".to_owned(),
+            host: "2001:db8::11".to_owned(),
+            imap: None,
+            pop3: None,
+            lmtp: None,
+            smtp: Some(Endpoint {
+                port: 25,
+                tls: EndpointTls::StartTls,
+            }),
+            forward_client: false,
+            ca: None,
+            source: SourceRef::new(file, 1),
+        });
+        plan.domains.push(LocalDomain {
+            name: "example.com".to_owned(),
+            source: SourceRef::new(file, 2),
+        });
+        plan.mailboxes.push(Mailbox {
+            name: "alice".to_owned(),
+            backend: 0,
+            addresses: vec!["alice@example.com".to_owned()],
+            password_hash: None,
+            source: SourceRef::new(file, 3),
+        });
+        plan.recipients =
+            RecipientTable::build(vec![("alice@example.com".to_owned(), Target::Mailbox(0))])
+                .expect("no duplicates");
+        plan
+    }
+
+    fn query(to: &str, from: Option<&str>) -> Query {
+        Query {
+            to: to.to_owned(),
+            from: from.map(str::to_owned),
+            client: None,
+            auth: None,
+        }
+    }
+
+    #[test]
+    fn null_sender_forms_and_defaults() {
+        let plan = plan();
+        for from in [None, Some(""), Some("<>"), Some(" <> ")] {
+            let q = query("alice@example.com", from);
+            let e = explain(&plan, &q).expect("valid");
+            assert_eq!(e.sender, None, "{from:?}");
+            assert_eq!(e.client, DEFAULT_CLIENT);
+        }
+        let q = query("<alice@example.com>", Some("<bob@elsewhere.example>"));
+        let e = explain(&plan, &q).expect("valid");
+        assert_eq!(
+            e.sender.map(|s| s.to_string()).as_deref(),
+            Some("bob@elsewhere.example")
+        );
+    }
+
+    #[test]
+    fn bad_addresses_are_errors_not_answers() {
+        let plan = plan();
+        let q = query("<>", None);
+        assert!(matches!(
+            explain(&plan, &q),
+            Err(QueryError::Recipient { .. })
+        ));
+        let q = query("alice@example.com", Some("no-at-sign"));
+        let err = explain(&plan, &q).expect_err("bad sender");
+        assert!(err.to_string().contains("501 5.1.7"), "{err}");
+    }
+
+    #[test]
+    fn delivery_names_protocol_ipv6_host_and_tls() {
+        let plan = plan();
+        let q = query("alice@example.com", None);
+        let text = explain(&plan, &q).expect("valid").to_string();
+        assert!(
+            text.contains("delivered over SMTP [2001:db8::11]:25, STARTTLS"),
+            "{text}"
+        );
+        assert!(text.contains("(t.mailgw:3)"), "{text}");
+        // No relay rules and no connector: a remote address is refused and
+        // unroutable, and the output says both.
+        let q = query("x@foreign.example", None);
+        let text = explain(&plan, &q).expect("valid").to_string();
+        assert!(
+            text.contains("relay       denied by default: there are no relay rules"),
+            "{text}"
+        );
+        assert!(
+            text.contains("no connector's address space covers it"),
+            "{text}"
+        );
+        assert!(text.contains("result      550 5.7.1 "), "{text}");
     }
 }

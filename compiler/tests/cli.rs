@@ -255,6 +255,22 @@ fn build_writes_a_plan_that_loads() {
         )
     );
     assert_eq!(plan.gateway.hostname, "mail.example.com");
+    let out = mailgwc(
+        dir.path(),
+        &[
+            "build",
+            "--format",
+            "json",
+            "gateway.mailgw",
+            "-o",
+            "gateway.plan",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON line");
+    assert_eq!(json["plan"], "gateway.plan");
+    assert_eq!(json["bytes"], bytes.len());
+    assert_eq!(json["checksum"], plan.checksum_hex());
     assert_eq!(plan.mailboxes.len(), 2);
     assert_eq!(plan.sources.files, ["gateway.mailgw", "users.toml"]);
     // Only the plan is left behind: the temporary file was renamed.

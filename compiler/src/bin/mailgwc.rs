@@ -194,12 +194,24 @@ fn build(file: &Path, output: &Path, deny_warnings: bool, format: Format) -> Exi
         eprintln!("error: cannot write the plan {}: {error}", output.display());
         return ExitCode::FAILURE;
     }
-    out(&format!(
-        "wrote {} ({} bytes, checksum {})\n",
-        output.display(),
-        encoded.bytes.len(),
-        encoded.checksum_hex()
-    ));
+    match format {
+        Format::Human => out(&format!(
+            "wrote {} ({} bytes, checksum {})\n",
+            output.display(),
+            encoded.bytes.len(),
+            encoded.checksum_hex()
+        )),
+        // One more JSON line after the diagnostics, so the output stays
+        // one JSON value per line.
+        Format::Json => out(&format!(
+            "{}\n",
+            serde_json::json!({
+                "plan": output.display().to_string(),
+                "bytes": encoded.bytes.len(),
+                "checksum": encoded.checksum_hex(),
+            })
+        )),
+    }
     ExitCode::SUCCESS
 }
 
