@@ -48,8 +48,9 @@ pub fn read(db: &mut SourceDb, diagnostics: &mut Diagnostics, main: &Path) -> Co
         stack: Vec::new(),
         singles: BTreeMap::new(),
     };
+    let errors_before = reader.diagnostics.error_count();
     reader.include(main, None);
-    reader.config
+    reader.finish(errors_before)
 }
 
 /// Reads a configuration given as text, as if it were the file `name`
@@ -65,6 +66,7 @@ pub fn read_text(db: &mut SourceDb, diagnostics: &mut Diagnostics, name: &Path, 
         singles: BTreeMap::new(),
     };
     let file = FileId(0);
+    let errors_before = reader.diagnostics.error_count();
     match syntax::parse(file, &reader.db.file(file).text) {
         Ok(statements) => {
             reader.stack.push((canonical, None));
@@ -74,7 +76,7 @@ pub fn read_text(db: &mut SourceDb, diagnostics: &mut Diagnostics, name: &Path, 
         }
         Err(diagnostic) => reader.diagnostics.push(diagnostic),
     }
-    reader.config
+    reader.finish(errors_before)
 }
 
 struct Reader<'a> {
@@ -154,7 +156,7 @@ pub fn resolve_path(db: &SourceDb, span: Span, written: &str) -> PathBuf {
         return written.to_path_buf();
     }
     let base = db.file(span.file).path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let joined = base.join(written);
+    let joined = lexical_normal(&base.join(written));
     let cwd = std::env::current_dir().ok();
     match cwd.as_deref().and_then(|c| joined.strip_prefix(c).ok()) {
         Some(rel) if !rel.as_os_str().is_empty() => rel.to_path_buf(),
@@ -162,7 +164,49 @@ pub fn resolve_path(db: &SourceDb, span: Span, written: &str) -> PathBuf {
     }
 }
 
+/// `path` without `.` components and with each `dir/..` removed, so that
+/// `parts/../main.mailgw` is shown as `main.mailgw`. Lexical: the base a
+/// relative path is joined to is already canonical, and a symbolic link
+/// followed by `..` inside a written path is not worth the surprise.
+fn lexical_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 impl Reader<'_> {
+    /// The configuration read, after the checks that need all of it at once.
+    ///
+    /// A configuration without any `listener` (an empty file, one with only
+    /// comments) would start a gateway that accepts no connection: a
+    /// warning at the start of the main file. Not when reading found errors:
+    /// the listeners may be in the part that could not be read.
+    fn finish(self, errors_before: usize) -> Config {
+        let main = self.db.files().next().map(|(id, _)| id);
+        if let Some(main) = main {
+            if self.config.listeners.is_empty() && self.diagnostics.error_count() == errors_before {
+                self.diagnostics.push(
+                    Diagnostic::warning(
+                        Code::Statement,
+                        "this configuration has no `listener`: the gateway would accept no connections",
+                        Label::new(Span::new(main, 0, 0), "no listener in this file or the files it includes"),
+                    )
+                    .with_help("add one, e.g. `listener \"mx\" { protocol smtp; bind 0.0.0.0:25; auth off }`; examples/quickstart.mailgw is a complete configuration"),
+                );
+            }
+        }
+        self.config
+    }
+
     fn report(&mut self, result: Read<()>) {
         if let Err(diagnostic) = result {
             self.diagnostics.push(diagnostic);
@@ -613,6 +657,11 @@ impl Reader<'_> {
         let file = args.string("a directory file name")?;
         args.end()?;
         let path = resolve_path(self.db, file.span, &file.value);
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
+        if self.db.find(&canonical).is_some() {
+            // Named twice (from two included files, say): read once, like an include.
+            return Ok(());
+        }
         if let Some(id) = load(self.db, self.diagnostics, &path, SourceKind::Directory, Some(file.span)) {
             directory::read(self.db, id, self.diagnostics, &mut self.config);
         }
@@ -965,12 +1014,14 @@ fn no_block(stmt: &Statement) -> Read<()> {
 
 /// The error for a required statement missing from `stmt`'s block. A
 /// statement that is there but was wrong has been reported already, so it
-/// counts as present: one mistake, one diagnostic.
+/// counts as present: one mistake, one diagnostic. So does a misspelt one
+/// (`adress-space`), which was reported with a did-you-mean.
 fn missing(stmt: &Statement, keyword: &str, what: &str) -> Option<Diagnostic> {
-    let present = stmt
-        .block
-        .as_ref()
-        .is_some_and(|b| b.statements.iter().any(|s| s.keyword.value == keyword));
+    let present = stmt.block.as_ref().is_some_and(|b| {
+        b.statements.iter().any(|s| {
+            s.keyword.value == keyword || suggest::closest(&s.keyword.value, [keyword]).is_some()
+        })
+    });
     if present {
         return None;
     }
@@ -1073,5 +1124,58 @@ fn relay_rule(stmt: &Statement) -> Read<Vec<Spanned<Condition>>> {
             return Ok(conditions);
         }
         args.expect("and")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::testing::{findings, with_code};
+    use crate::diagnostic::Severity;
+
+    #[test]
+    fn misspelt_required_statement_is_reported_once() {
+        let t = "connector \"internet\" {\n    adress-space \"*\" cost 1\n    deliver mx\n}\n";
+        let found = findings(t);
+        let keyword = with_code(t, Code::UnknownKeyword);
+        assert_eq!(keyword.len(), 1, "{found:?}");
+        assert_eq!(keyword[0].help.as_deref(), Some("did you mean `address-space`?"));
+        assert!(with_code(t, Code::Statement).iter().all(|d| !d.message.contains("no `address-space`")), "{found:?}");
+        // Really missing: still reported.
+        let t = "connector \"internet\" { deliver mx }\n";
+        assert!(with_code(t, Code::Statement).iter().any(|d| d.message.contains("no `address-space`")));
+    }
+
+    #[test]
+    fn parent_components_are_removed() {
+        assert_eq!(lexical_normal(Path::new("/a/b/../c/./d.mailgw")), PathBuf::from("/a/c/d.mailgw"));
+        assert_eq!(lexical_normal(Path::new("../x/../y")), PathBuf::from("../y"));
+        assert_eq!(lexical_normal(Path::new("a/../../b")), PathBuf::from("../b"));
+    }
+
+    #[test]
+    fn a_directory_named_twice_is_read_once() {
+        let t = "directory \"../fixtures/users.toml\"\ndirectory \"./../fixtures/users.toml\"\n";
+        let found = crate::check_text(Path::new("tests/cases/ok/twice.mailgw"), t).diagnostics;
+        assert!(found.iter().all(|d| d.code != Code::DuplicateName && d.code != Code::DuplicateAddress), "{found:?}");
+        assert!(found.iter().all(|d| d.code != Code::Io), "the fixture exists: {found:?}");
+    }
+
+    #[test]
+    fn a_configuration_without_listener_is_a_warning() {
+        for t in ["", "# only a comment\n", "domain \"example.com\" local\n"] {
+            let found = with_code(t, Code::Statement);
+            assert_eq!(found.len(), 1, "{t:?}: {found:?}");
+            assert_eq!(found[0].severity, Severity::Warning);
+            assert!(found[0].message.contains("no `listener`"));
+            let span = found[0].primary.as_ref().map(|l| l.span);
+            assert_eq!(span.map(|s| (s.start, s.end)), Some((0, 0)));
+        }
+        // Not after an error: the listeners may be in the part that was not read.
+        for t in ["listener \"mx\" {", "listner \"mx\" { protocol smtp; bind 0.0.0.0:25 }"] {
+            assert!(findings(t).iter().all(|d| !d.message.contains("no `listener`")), "{t:?}");
+        }
+        let t = "listener \"mx\" { protocol smtp; bind 0.0.0.0:25; auth off }";
+        assert!(findings(t).iter().all(|d| !d.message.contains("no `listener`")));
     }
 }
