@@ -70,6 +70,7 @@ codes! {
     /// A statement is missing a value, has one too many, or has one of the wrong kind.
     Arguments = "mailgw::syntax::arguments",
     /// A statement that may appear once appears twice, or a required one is missing.
+    /// A configuration without any `listener` is a warning with this code.
     Statement = "mailgw::syntax::statement",
     /// A literal that has the right shape but a wrong value: a port of 0, an
     /// octet over 255, a prefix longer than the address, an unknown unit.

@@ -308,6 +308,7 @@ fn diagnostics_doc() -> Result<String, String> {
             anchor(code.as_str())
         ));
     }
+    let checks = check_docs();
     for code in Code::ALL {
         let explanation: Vec<&str> = code.explanation().lines().map(str::trim).collect();
         out.push_str(&format!(
@@ -315,6 +316,23 @@ fn diagnostics_doc() -> Result<String, String> {
             severity(*code).unwrap_or("?"),
             explanation.join("\n").trim()
         ));
+        // A check defines a code in its first line or in a `**`code`**` heading;
+        // other mentions ("that is `mailgw::x` already") are not its check.
+        let needle = format!("`{code}`");
+        let heading = format!("**{needle}**");
+        let files: Vec<String> = checks
+            .iter()
+            .filter(|(_, doc)| {
+                doc.lines().next().is_some_and(|l| l.contains(&needle)) || doc.contains(&heading)
+            })
+            .map(|(file, _)| format!("[`{file}`](../compiler/src/checks/{file})"))
+            .collect();
+        if !files.is_empty() {
+            out.push_str(&format!(
+                "\nChecked in {}: the doc comment there says exactly when it is reported.\n",
+                files.join(", ")
+            ));
+        }
     }
     if missing.is_empty() {
         Ok(out)
@@ -324,6 +342,27 @@ fn diagnostics_doc() -> Result<String, String> {
             missing.join(", ")
         ))
     }
+}
+
+/// Each check file's name and its module doc (`//!` lines), by file name.
+fn check_docs() -> Vec<(String, String)> {
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/checks");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&folder)
+        .expect("compiler/src/checks is a folder")
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "rs"))
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?.to_owned();
+            let text = std::fs::read_to_string(&path).ok()?;
+            let doc: Vec<&str> = text
+                .lines()
+                .filter_map(|line| line.trim_start().strip_prefix("//!"))
+                .collect();
+            Some((name, doc.join("\n")))
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// The anchor GitHub gives the heading "`code`": lowercase, `:` dropped.
