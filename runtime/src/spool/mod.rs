@@ -1,1 +1,329 @@
-//! Spool (placeholder).
+//! The durable spool: where an accepted message lives until every recipient
+//! is delivered or failed.
+//!
+//! The on-disk format is documented in `docs/spool.md`. Invariants:
+//!
+//! - a message is in `queue/` only complete and synced: [`SpoolWriter::commit`]
+//!   returns `Ok` only after the file and the directory entry are durable, so
+//!   a 250 is never given for a message a crash can lose;
+//! - a message being written lives in `incoming/` and is deleted at start;
+//! - a recipient's final state (delivered, failed) is durable before
+//!   [`Spool::mark`] returns and never changes again, so no recipient gets a
+//!   message twice because of a crash;
+//! - one thread (the committer) writes `queue/`, in batches: one directory
+//!   sync covers every message committed while the previous batch synced
+//!   (group commit);
+//! - one process uses a spool at a time (a lock file); queue admin on a
+//!   running gateway goes through that process's [`Spool`].
+
+mod codec;
+mod committer;
+mod envelope;
+mod error;
+mod files;
+mod id;
+mod recovery;
+mod writer;
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::sync::oneshot;
+
+pub use envelope::{BodyType, Envelope, Notify, Recipient, RecipientState, Ret};
+pub use error::SpoolError;
+pub use id::MessageId;
+pub use recovery::Recovered;
+pub use writer::SpoolWriter;
+
+use codec::{to_micros, Record, HEADER_LEN};
+use committer::{Committer, Op};
+use files::{msg_path, read_journal, read_message, replay, state_path, ReadError};
+
+/// A queued message as the queue manager and the admin commands see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// The message ID.
+    pub id: MessageId,
+    /// The envelope, with each recipient's current state.
+    pub envelope: Envelope,
+    /// Whether the message is on hold (not to be delivered until released).
+    pub hold: bool,
+    /// Delivery attempts so far, as last recorded by
+    /// [`Spool::schedule`].
+    pub attempts: u32,
+    /// When the next attempt is due, as last recorded; `None`: now.
+    pub next_attempt: Option<SystemTime>,
+}
+
+impl QueuedMessage {
+    /// Whether every recipient is delivered or failed: the message can be
+    /// removed.
+    pub fn is_done(&self) -> bool {
+        files::all_final(&self.envelope)
+    }
+}
+
+/// Tuning of a spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The most changes made durable together by one directory sync. 1
+    /// turns group commit off (one sync per message, for comparison).
+    pub max_batch: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { max_batch: 256 }
+    }
+}
+
+/// A handle to an open spool; cheap to clone.
+#[derive(Clone)]
+pub struct Spool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `incoming/`.
+    incoming: PathBuf,
+    /// `queue/`.
+    queue: PathBuf,
+    /// The committer's queue. A `Mutex` only to make the handle `Sync` on
+    /// every supported toolchain; sends never block.
+    tx: Mutex<Sender<Op>>,
+    /// The lock file, held for the life of the spool.
+    _lock: File,
+}
+
+impl Inner {
+    fn send(&self, op: Op) -> Result<(), SpoolError> {
+        let tx = self.tx.lock().map_err(|_| SpoolError::Closed)?;
+        tx.send(op).map_err(|_| SpoolError::Closed)
+    }
+}
+
+impl Spool {
+    /// Opens (creating if needed) the spool at `root` and recovers it:
+    /// deletes incomplete messages, validates every queued message, moves
+    /// corrupt files to `corrupt/` with a warning, and cuts torn journal
+    /// records. Returns the spool and the queued messages.
+    ///
+    /// This blocks (it reads every queued message); call it at start, or
+    /// from `spawn_blocking`.
+    pub fn open(root: impl AsRef<Path>) -> Result<(Spool, Recovered), SpoolError> {
+        Spool::open_with(root, Options::default())
+    }
+
+    /// [`Spool::open`] with explicit options.
+    pub fn open_with(
+        root: impl AsRef<Path>,
+        options: Options,
+    ) -> Result<(Spool, Recovered), SpoolError> {
+        let root = root.as_ref();
+        let incoming = root.join("incoming");
+        let queue = root.join("queue");
+        let corrupt = root.join("corrupt");
+        for dir in [root, &incoming, &queue, &corrupt] {
+            std::fs::create_dir_all(dir).map_err(|e| SpoolError::io("create", dir, e))?;
+        }
+        committer::sync_dir(root).map_err(|e| SpoolError::io("sync", root, e))?;
+        let lock_path = root.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| SpoolError::io("open", &lock_path, e))?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| SpoolError::Locked(root.to_owned()))?;
+
+        let recovered = recovery::recover(&incoming, &queue, &corrupt)?;
+
+        let (tx, rx) = mpsc::channel();
+        let committer = Committer {
+            queue: queue.clone(),
+            max_batch: options.max_batch.max(1),
+            poisoned: Vec::new(),
+        };
+        std::thread::Builder::new()
+            .name("spool-committer".into())
+            .spawn(move || committer.run(rx))
+            .map_err(|e| SpoolError::io("start committer for", root, e))?;
+        let spool = Spool {
+            inner: Arc::new(Inner {
+                incoming,
+                queue,
+                tx: Mutex::new(tx),
+                _lock: lock,
+            }),
+        };
+        Ok((spool, recovered))
+    }
+
+    /// Starts a new message in `incoming/`. An error means the message
+    /// cannot be taken: answer `452 4.3.1`.
+    pub async fn create(&self) -> Result<SpoolWriter, SpoolError> {
+        SpoolWriter::create(self.clone()).await
+    }
+
+    /// Records a recipient's new state; durable when this returns. A final
+    /// state (delivered, failed) cannot be changed afterwards.
+    pub async fn mark(
+        &self,
+        id: &MessageId,
+        recipient: u32,
+        state: RecipientState,
+    ) -> Result<(), SpoolError> {
+        self.append(
+            id,
+            Record::State {
+                index: recipient,
+                state,
+            },
+        )
+        .await
+    }
+
+    /// Puts a message on hold (`true`) or releases it (`false`); durable
+    /// when this returns.
+    pub async fn hold(&self, id: &MessageId, hold: bool) -> Result<(), SpoolError> {
+        self.append(id, Record::Hold(hold)).await
+    }
+
+    /// Records the retry bookkeeping of a message: attempts so far and when
+    /// the next is due (the admin `retry` sets it to now).
+    pub async fn schedule(
+        &self,
+        id: &MessageId,
+        attempts: u32,
+        next_attempt: SystemTime,
+    ) -> Result<(), SpoolError> {
+        self.append(
+            id,
+            Record::Schedule {
+                attempts,
+                next_attempt: to_micros(next_attempt),
+            },
+        )
+        .await
+    }
+
+    /// Removes a message and its state journal; durable when this returns.
+    /// The queue manager removes a message once every recipient is final;
+    /// the admin `delete` removes it regardless.
+    pub async fn remove(&self, id: &MessageId) -> Result<(), SpoolError> {
+        let (done, wait) = oneshot::channel();
+        self.inner.send(Op::Remove {
+            id: id.clone(),
+            done,
+        })?;
+        wait.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    async fn append(&self, id: &MessageId, record: Record) -> Result<(), SpoolError> {
+        let (done, wait) = oneshot::channel();
+        self.inner.send(Op::Append {
+            id: id.clone(),
+            record,
+            done,
+        })?;
+        wait.await.map_err(|_| SpoolError::Closed)?
+    }
+
+    /// One queued message with its current state (admin `show`). Does not
+    /// read the message bytes.
+    pub async fn load(&self, id: &MessageId) -> Result<QueuedMessage, SpoolError> {
+        let queue = self.inner.queue.clone();
+        let id = id.clone();
+        spawn_blocking(move || load(&queue, &id)).await
+    }
+
+    /// Every queued message, oldest first (admin `list`). Messages removed
+    /// while listing are left out.
+    pub async fn list(&self) -> Result<Vec<QueuedMessage>, SpoolError> {
+        let queue = self.inner.queue.clone();
+        spawn_blocking(move || {
+            let mut ids = Vec::new();
+            for entry in std::fs::read_dir(&queue).map_err(|e| SpoolError::io("list", &queue, e))? {
+                let entry = entry.map_err(|e| SpoolError::io("list", &queue, e))?;
+                let name = entry.file_name();
+                if let Some(id) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".msg"))
+                    .and_then(MessageId::parse)
+                {
+                    ids.push(id);
+                }
+            }
+            ids.sort();
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                match load(&queue, &id) {
+                    Ok(m) => out.push(m),
+                    Err(SpoolError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The message bytes of a queued message, for delivery, with their
+    /// length. The reader yields exactly the bytes written.
+    pub async fn body(
+        &self,
+        id: &MessageId,
+    ) -> Result<(tokio::io::Take<tokio::fs::File>, u64), SpoolError> {
+        let path = msg_path(&self.inner.queue, id);
+        let m = self.load(id).await?;
+        let mut f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
+                _ => SpoolError::io("open", &path, e),
+            })?;
+        f.seek(io::SeekFrom::Start(HEADER_LEN))
+            .await
+            .map_err(|e| SpoolError::io("seek", &path, e))?;
+        let len = m.envelope.size;
+        Ok((f.take(len), len))
+    }
+}
+
+async fn spawn_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, SpoolError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| SpoolError::Closed)?
+}
+
+fn load(queue: &Path, id: &MessageId) -> Result<QueuedMessage, SpoolError> {
+    let msg = msg_path(queue, id);
+    let (mut envelope, _) = read_message(&msg, false).map_err(|e| match e {
+        ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
+        ReadError::Io(e) => SpoolError::io("read", &msg, e),
+        ReadError::Corrupt(why) => SpoolError::Corrupt(id.clone(), why),
+    })?;
+    let st = state_path(queue, id);
+    let journal = read_journal(&st).map_err(|e| match e {
+        ReadError::Io(e) => SpoolError::io("read", &st, e),
+        ReadError::Corrupt(why) => SpoolError::Corrupt(id.clone(), why),
+    })?;
+    let flags = replay(&mut envelope, &journal.records)
+        .map_err(|why| SpoolError::Corrupt(id.clone(), why))?;
+    Ok(QueuedMessage {
+        id: id.clone(),
+        envelope,
+        hold: flags.hold,
+        attempts: flags.attempts,
+        next_attempt: flags.next_attempt,
+    })
+}
