@@ -305,20 +305,40 @@ impl Explanation<'_> {
         }
     }
 
-    /// The first tier with a connector that accepts the sender, and those
-    /// connectors.
-    fn usable(&self, route: &Route) -> Vec<u32> {
-        route
-            .tiers
-            .iter()
-            .map(|tier| {
-                tier.iter()
-                    .map(|c| c.connector)
-                    .filter(|&c| self.plan.connector_accepts(c, self.sender.as_ref()).is_ok())
-                    .collect::<Vec<u32>>()
-            })
-            .find(|usable| !usable.is_empty())
-            .unwrap_or_default()
+    /// `Ok("connector \"x\"")`: the connectors the sender's mail goes to
+    /// first; `Err(why)`: the preferred connectors refuse the sender.
+    fn relayed(&self, route: &Route) -> Result<String, String> {
+        match self.plan.route_for_sender(route, self.sender.as_ref()) {
+            Ok(usable) => {
+                let names: Vec<String> = usable
+                    .tiers
+                    .first()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| format!("\"{}\"", self.connector_name(c.connector)))
+                    .collect();
+                Ok(if names.len() == 1 {
+                    format!("connector {}", names.join(""))
+                } else {
+                    format!("connectors {} (load shared)", names.join(", "))
+                })
+            }
+            Err(refusal) => {
+                let why = match refusal {
+                    Refusal::RejectedSender { connector } => {
+                        format!("it is in reject-from  ({})", self.at(connector))
+                    }
+                    Refusal::NotAccepted { connector } => {
+                        format!("it is not in accept-from  ({})", self.at(connector))
+                    }
+                    Refusal::NoSuchConnector => "no connector is left".to_owned(),
+                };
+                Err(format!(
+                    "the preferred connectors refuse the sender {}: {why}",
+                    self.sender_text()
+                ))
+            }
+        }
     }
 
     /// Who hears about a member that cannot be delivered.
@@ -416,6 +436,10 @@ impl Explanation<'_> {
             Recipient::Remote { address, route } => {
                 out.push(format!("    {address}: remote, relayed by the gateway"));
                 self.route_lines(out, route, "      ");
+                match self.relayed(route) {
+                    Ok(via) => out.push(format!("      relayed via {via}")),
+                    Err(why) => out.push(format!("      not delivered, {}: {why}", self.ndr())),
+                }
             }
             Recipient::UnknownLocal {
                 address,
@@ -494,35 +518,18 @@ impl Explanation<'_> {
                 reply: "250 2.1.5",
                 text: format!("accepted, forwarded to {}", host_port(host, *port)),
             },
-            Resolution::Remote { route } => {
-                let usable = self.usable(route);
-                if usable.is_empty() {
-                    Outcome {
-                        accepted: false,
-                        reply: "550 5.7.1",
-                        text: format!(
-                            "rejected at RCPT: no connector for {} accepts the sender {}",
-                            self.recipient.domain,
-                            self.sender_text()
-                        ),
-                    }
-                } else {
-                    let names: Vec<String> = usable
-                        .iter()
-                        .map(|&c| format!("\"{}\"", self.connector_name(c)))
-                        .collect();
-                    let via = if names.len() == 1 {
-                        format!("connector {}", names.join(""))
-                    } else {
-                        format!("connectors {} (load shared)", names.join(", "))
-                    };
-                    Outcome {
-                        accepted: true,
-                        reply: "250 2.1.5",
-                        text: format!("accepted, relayed via {via}"),
-                    }
-                }
-            }
+            Resolution::Remote { route } => match self.relayed(route) {
+                Ok(via) => Outcome {
+                    accepted: true,
+                    reply: "250 2.1.5",
+                    text: format!("accepted, relayed via {via}"),
+                },
+                Err(why) => Outcome {
+                    accepted: false,
+                    reply: "550 5.7.1",
+                    text: format!("rejected at RCPT: {why}"),
+                },
+            },
             Resolution::Unroutable => Outcome {
                 accepted: false,
                 reply: "550 5.4.4",

@@ -350,6 +350,48 @@ impl Plan {
         Ok(())
     }
 
+    /// The connectors of `route` that `sender` may use, in the order to
+    /// try them. The preferred (first) tier decides: when none of its
+    /// connectors accepts the sender, the sender is refused with the first
+    /// connector's reason, and costlier tiers are not asked — they stand in
+    /// when the preferred connectors fail, not when they refuse, so a
+    /// delivery restriction cannot be bypassed through a failover connector.
+    /// Later tiers keep only the connectors that accept the sender; tiers
+    /// left empty are dropped.
+    pub fn route_for_sender(
+        &self,
+        route: &Route,
+        sender: Option<&Address>,
+    ) -> Result<Route, Refusal> {
+        let mut tiers = Vec::with_capacity(route.tiers.len());
+        for (i, tier) in route.tiers.iter().enumerate() {
+            let mut refusal = None;
+            let accepted: Vec<ConnectorChoice> = tier
+                .iter()
+                .filter(
+                    |choice| match self.connector_accepts(choice.connector, sender) {
+                        Ok(()) => true,
+                        Err(r) => {
+                            refusal.get_or_insert(r);
+                            false
+                        }
+                    },
+                )
+                .copied()
+                .collect();
+            if i == 0 && accepted.is_empty() {
+                return Err(refusal.unwrap_or(Refusal::NoSuchConnector));
+            }
+            if !accepted.is_empty() {
+                tiers.push(accepted);
+            }
+        }
+        if tiers.is_empty() {
+            return Err(Refusal::NoSuchConnector);
+        }
+        Ok(Route { tiers })
+    }
+
     fn sender_matches(&self, m: &SenderMatch, sender: &Address) -> bool {
         let key = sender.key();
         match m {
@@ -583,6 +625,57 @@ mod tests {
                 domain: src(11),
                 action: plan.unknown_recipients.clone()
             }
+        );
+    }
+
+    #[test]
+    fn restrictions_filter_routes_but_the_preferred_tier_decides() {
+        let plan = sample_plan();
+        let route = |domain: &str| match plan.resolve(&addr(&format!("u@{domain}"))) {
+            Resolution::Remote { route } => route,
+            other => panic!("{domain}: {other:?}"),
+        };
+        let ids = |r: &Route| -> Vec<Vec<u32>> {
+            r.tiers
+                .iter()
+                .map(|t| t.iter().map(|c| c.connector).collect())
+                .collect()
+        };
+        // `*`: internet (0, restricted) and backup (1) share cost 1, slow (2)
+        // is the failover.
+        let all = route("foreign.example");
+        let alice = addr("alice@example.com");
+        let carol = addr("carol@example.org");
+        assert_eq!(
+            plan.route_for_sender(&all, Some(&alice)).map(|r| ids(&r)),
+            Ok(vec![vec![0, 1], vec![2]])
+        );
+        // carol is refused by internet but backup, in the same tier, takes her.
+        assert_eq!(
+            plan.route_for_sender(&all, Some(&carol)).map(|r| ids(&r)),
+            Ok(vec![vec![1], vec![2]])
+        );
+        // A restricted preferred tier refuses; the failover is not asked.
+        let mut restricted = sample_plan();
+        restricted.connectors[1].accept_from = vec![SenderMatch::Group(0)];
+        assert_eq!(
+            restricted.route_for_sender(&all, Some(&carol)),
+            Err(Refusal::RejectedSender { connector: src(50) })
+        );
+        assert_eq!(
+            restricted.route_for_sender(&all, None),
+            Err(Refusal::NotAccepted { connector: src(50) })
+        );
+        // A refusing connector in a later tier is left out of it.
+        let mut later = sample_plan();
+        later.connectors[2].accept_from = vec![SenderMatch::Group(0)];
+        assert_eq!(
+            later.route_for_sender(&all, Some(&carol)).map(|r| ids(&r)),
+            Ok(vec![vec![1]])
+        );
+        assert_eq!(
+            plan.route_for_sender(&Route { tiers: Vec::new() }, None),
+            Err(Refusal::NoSuchConnector)
         );
     }
 
