@@ -78,7 +78,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 impl RecipientTable {
     /// Builds the table. Keys are normalized with [`normalize_address`] and
-    /// sorted, so the result does not depend on the input order.
+    /// ordered by their hash, so the result does not depend on the input order.
     pub fn build(
         entries: impl IntoIterator<Item = (String, Target)>,
     ) -> Result<RecipientTable, DuplicateKey> {
@@ -96,12 +96,19 @@ impl RecipientTable {
     /// normalized is stored as given and never found by a lookup of a
     /// normalized address.
     pub fn build_normalized(
-        mut entries: Vec<(String, Target)>,
+        entries: Vec<(String, Target)>,
     ) -> Result<RecipientTable, DuplicateKey> {
+        // Sorting by hash first keeps the table independent of the input
+        // order while comparing keys (which share long prefixes) only on
+        // hash ties; the hash is also the one the lookup uses.
+        let mut entries: Vec<(u64, String, Target)> = entries
+            .into_iter()
+            .map(|(key, target)| (fnv1a(key.as_bytes()), key, target))
+            .collect();
         entries.sort_unstable();
         for pair in entries.windows(2) {
-            if let [(a, ta), (b, tb)] = pair {
-                if a == b {
+            if let [(ha, a, ta), (hb, b, tb)] = pair {
+                if ha == hb && a == b {
                     return Err(DuplicateKey {
                         key: a.clone(),
                         first: *ta,
@@ -116,13 +123,15 @@ impl RecipientTable {
         }
         let slot_count = (entries.len() * 2).next_power_of_two();
         table.slots = vec![EMPTY; slot_count];
+        table.offsets.reserve(entries.len() + 1);
+        table.targets.reserve(entries.len());
         table.offsets.push(0);
         let mask = slot_count - 1;
-        for (index, (key, target)) in entries.into_iter().enumerate() {
+        for (index, (hash, key, target)) in entries.into_iter().enumerate() {
             table.keys.push_str(&key);
             table.offsets.push(to_u32(table.keys.len()));
             table.targets.push(target);
-            let mut slot = (fnv1a(key.as_bytes()) as usize) & mask;
+            let mut slot = (hash as usize) & mask;
             while table.slots[slot] != EMPTY {
                 slot = (slot + 1) & mask;
             }
@@ -163,7 +172,7 @@ impl RecipientTable {
         self.targets.is_empty()
     }
 
-    /// All addresses and their targets, sorted by address.
+    /// All addresses and their targets, in the table's fixed (hash) order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Target)> + '_ {
         self.targets
             .iter()
