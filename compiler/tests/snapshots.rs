@@ -442,3 +442,48 @@ fn severities_match_the_cases() {
         assert!(seen.contains_key(&code), "no case reports {code}");
     }
 }
+
+/// The examples in docs/language.md read without a syntax or value error:
+/// the reference shows forms the reader accepts. They are fragments, so
+/// what only the whole configuration decides (references, files, relay
+/// safety) is not asserted.
+#[test]
+fn language_doc_examples_read() {
+    let path = repo_root().join("docs/language.md");
+    let text = std::fs::read_to_string(&path).expect("docs/language.md exists");
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        match &mut current {
+            None if trimmed == "```mailgw" => current = Some(String::new()),
+            Some(block) if trimmed == "```" => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            Some(block) => {
+                block.push_str(trimmed);
+                block.push('\n');
+            }
+            None => {}
+        }
+    }
+    assert!(blocks.len() > 20, "found only {} examples", blocks.len());
+    let reader_codes = [
+        Code::Syntax,
+        Code::UnknownKeyword,
+        Code::Arguments,
+        Code::Statement,
+        Code::Value,
+    ];
+    let mut problems = Vec::new();
+    for block in &blocks {
+        let compilation = mailgw_compiler::check_text(&path, block);
+        for d in &compilation.diagnostics {
+            if d.severity == Severity::Error && reader_codes.contains(&d.code) {
+                problems.push(format!("{}: {}\n{block}", d.code, d.message));
+            }
+        }
+    }
+    assert_no_problems(&problems);
+}
