@@ -40,6 +40,11 @@ fn assert_spans_valid(compilation: &Compilation) -> Result<(), TestCaseError> {
         }
         // Rendering reads the spans too; it must not panic either.
         let _ = diagnostic.to_json(&compilation.db);
+        let report = mailgw_compiler::diagnostic::Report::new(&compilation.db, diagnostic);
+        let mut out = String::new();
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
+        prop_assert!(handler.render_report(&mut out, &report).is_ok());
     }
     Ok(())
 }
@@ -351,6 +356,31 @@ proptest! {
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// Directory files go through their own reader (TOML parser events, in
+    /// pieces on several threads, with a fallback): edited ones must not
+    /// panic it either.
+    #[test]
+    fn directory_files_with_bytes_changed(edits in edits()) {
+        let toml = include_str!("../../examples/quickstart-users.toml");
+        let dir = tempdir();
+        let write = |name: &str, bytes: &[u8]| {
+            std::fs::write(dir.join(name), bytes).map_err(|e| TestCaseError::fail(e.to_string()))
+        };
+        write("users.toml", &apply(toml, &edits))?;
+        write("main.mailgw", b"directory \"users.toml\"\n")?;
+        let compilation = mailgw_compiler::check(&dir.join("main.mailgw"));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_spans_valid(&compilation)?;
     }
 }
 
