@@ -70,14 +70,24 @@ fn run(main: &Path, lower: bool) -> Compilation {
     finish(db, diagnostics, &config, lower)
 }
 
-fn finish(db: SourceDb, mut diagnostics: Diagnostics, config: &ast::Config, lower: bool) -> Compilation {
-    let has_syntax_errors = diagnostics.has_errors();
-    diagnostics.extend(checks::run(&db, config));
-    let plan = if lower && !has_syntax_errors && !diagnostics.has_errors() {
-        Some(lower::lower(&db, config))
-    } else {
-        None
-    };
+/// Runs the checks and, when asked and the reading went well, lowers the
+/// configuration at the same time on another thread: lowering never fails
+/// and never panics on a wrong configuration, so its plan is simply
+/// dropped when a check finds an error.
+fn finish(
+    db: SourceDb,
+    mut diagnostics: Diagnostics,
+    config: &ast::Config,
+    lower: bool,
+) -> Compilation {
+    let lower = lower && !diagnostics.has_errors();
+    let (findings, plan) = std::thread::scope(|scope| {
+        let lowering = lower.then(|| scope.spawn(|| lower::lower(&db, config)));
+        let findings = checks::run(&db, config);
+        (findings, lowering.and_then(|l| l.join().ok()))
+    });
+    diagnostics.extend(findings);
+    let plan = plan.filter(|_| !diagnostics.has_errors());
     Compilation {
         db,
         diagnostics: diagnostics.sorted(),

@@ -526,22 +526,9 @@ fn recipient_table(mailboxes: &[Mailbox], groups: &[ast::Group]) -> RecipientTab
             )
         })
     });
-    // Sorting by key, then by order of definition, and keeping the first
-    // of each key is linear after the sort and leaves the entries sorted,
-    // which is what the table builder sorts them into anyway.
-    let mut entries: Vec<(String, usize, Target)> = mailbox_addresses
-        .chain(group_addresses)
-        .enumerate()
-        .map(|(order, (key, target))| (key, order, target))
-        .collect();
-    entries.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    entries.dedup_by(|later, first| later.0 == first.0);
-    let entries = entries
-        .into_iter()
-        .map(|(key, _, target)| (key, target))
-        .collect();
-    // Keys are unique and normalized, so building cannot fail.
-    RecipientTable::build_normalized(entries).unwrap_or_default()
+    // An address listed twice on one recipient is only a warning, so the
+    // first definition is kept.
+    RecipientTable::build_first_wins(mailbox_addresses.chain(group_addresses).collect())
 }
 
 fn auth(auth: Option<&ast::Auth>) -> AuthPlan {

@@ -65,6 +65,19 @@ pub fn normalize_address(address: &str) -> String {
     }
 }
 
+/// The entries with their hashes, ordered by hash, then key; entries with
+/// the same key keep their input order (the sort is stable). Ordering by
+/// hash first keeps the table independent of the input order while keys,
+/// which share long prefixes, are compared only on hash ties.
+fn by_hash(entries: Vec<(String, Target)>) -> Vec<(u64, String, Target)> {
+    let mut entries: Vec<(u64, String, Target)> = entries
+        .into_iter()
+        .map(|(key, target)| (fnv1a(key.as_bytes()), key, target))
+        .collect();
+    entries.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    entries
+}
+
 /// FNV-1a, 64 bit: fixed and seedless, so the table is the same on every
 /// build and every machine.
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -98,14 +111,7 @@ impl RecipientTable {
     pub fn build_normalized(
         entries: Vec<(String, Target)>,
     ) -> Result<RecipientTable, DuplicateKey> {
-        // Sorting by hash first keeps the table independent of the input
-        // order while comparing keys (which share long prefixes) only on
-        // hash ties; the hash is also the one the lookup uses.
-        let mut entries: Vec<(u64, String, Target)> = entries
-            .into_iter()
-            .map(|(key, target)| (fnv1a(key.as_bytes()), key, target))
-            .collect();
-        entries.sort_unstable();
+        let entries = by_hash(entries);
         for pair in entries.windows(2) {
             if let [(ha, a, ta), (hb, b, tb)] = pair {
                 if ha == hb && a == b {
@@ -117,9 +123,23 @@ impl RecipientTable {
                 }
             }
         }
+        Ok(RecipientTable::from_ordered(entries))
+    }
+
+    /// Builds the table from normalized keys, keeping the first entry of a
+    /// key given more than once (the compiler's choice for an address listed
+    /// twice on one recipient, which is only a warning).
+    pub fn build_first_wins(entries: Vec<(String, Target)>) -> RecipientTable {
+        let mut entries = by_hash(entries);
+        entries.dedup_by(|later, first| later.0 == first.0 && later.1 == first.1);
+        RecipientTable::from_ordered(entries)
+    }
+
+    /// The table of entries already in hash order and without duplicates.
+    fn from_ordered(entries: Vec<(u64, String, Target)>) -> RecipientTable {
         let mut table = RecipientTable::default();
         if entries.is_empty() {
-            return Ok(table);
+            return table;
         }
         let slot_count = (entries.len() * 2).next_power_of_two();
         table.slots = vec![EMPTY; slot_count];
@@ -137,7 +157,7 @@ impl RecipientTable {
             }
             table.slots[slot] = to_u32(index);
         }
-        Ok(table)
+        table
     }
 
     /// The target of an already normalized address.
@@ -229,6 +249,20 @@ mod tests {
         assert_eq!(table.lookup("user1000@example.com"), None);
         // The local part is case-sensitive.
         assert_eq!(table.lookup("USER1@example.com"), None);
+    }
+
+    #[test]
+    fn first_definition_wins_when_asked() {
+        let entries = vec![
+            ("a@x.example".to_owned(), Target::Mailbox(3)),
+            ("b@x.example".to_owned(), Target::Group(0)),
+            ("a@x.example".to_owned(), Target::Mailbox(1)),
+        ];
+        assert!(RecipientTable::build_normalized(entries.clone()).is_err());
+        let table = RecipientTable::build_first_wins(entries);
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.lookup("a@x.example"), Some(Target::Mailbox(3)));
+        assert_eq!(table.lookup("b@x.example"), Some(Target::Group(0)));
     }
 
     #[test]

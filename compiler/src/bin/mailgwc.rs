@@ -14,6 +14,11 @@ use mailgw_compiler::explain::{self, Query};
 use mailgw_compiler::Compilation;
 use mailgw_plan::{LoadError, Plan, Summary, MAGIC};
 
+/// A directory of 100,000 mailboxes is hundreds of thousands of small
+/// strings; mimalloc allocates and frees them markedly faster than glibc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The mailgw configuration compiler.
 #[derive(Parser)]
 #[command(name = "mailgwc", version, about)]
