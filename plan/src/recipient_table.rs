@@ -53,6 +53,29 @@ impl std::error::Error for DuplicateKey {}
 /// domain lowercased without a trailing dot. Text that is not a valid
 /// mailbox is keyed the same way by splitting at the last `@`.
 pub fn normalize_address(address: &str) -> String {
+    if is_plain_key(address) {
+        return address.to_owned();
+    }
+    normalize_by_parsing(address)
+}
+
+/// True for the everyday address that is its own key: an unquoted local
+/// part and a lowercase ASCII domain name without trailing dot. Both ways
+/// of keying below leave such an address unchanged, so the parse is skipped.
+fn is_plain_key(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !local.bytes().any(|b| matches!(b, b'"' | b'\\' | b'@'))
+        && !domain.is_empty()
+        && !domain.ends_with('.')
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+}
+
+fn normalize_by_parsing(address: &str) -> String {
     match parse_mailbox(address) {
         Ok(parsed) => parsed.key(),
         Err(_) => match address.rsplit_once('@') {
@@ -144,6 +167,7 @@ impl RecipientTable {
         let slot_count = (entries.len() * 2).next_power_of_two();
         table.slots = vec![EMPTY; slot_count];
         table.offsets.reserve(entries.len() + 1);
+        table.keys.reserve(entries.iter().map(|e| e.1.len()).sum());
         table.targets.reserve(entries.len());
         table.offsets.push(0);
         let mask = slot_count - 1;
@@ -249,6 +273,40 @@ mod tests {
         assert_eq!(table.lookup("user1000@example.com"), None);
         // The local part is case-sensitive.
         assert_eq!(table.lookup("USER1@example.com"), None);
+    }
+
+    #[test]
+    fn plain_keys_skip_the_parse_without_changing_the_result() {
+        for address in [
+            "alice@example.com",
+            "A.Smith@example.com",
+            "a..b@example.com",
+            ".a@example.com",
+            "user%foreign.example@local.example",
+            "foreign!user@local.example",
+            "a+tag@sub.example-1.com",
+            "x@y",
+            "x@-bad-.example",
+            "x@a..b",
+        ] {
+            assert!(is_plain_key(address), "{address}");
+            assert_eq!(
+                normalize_address(address),
+                normalize_by_parsing(address),
+                "{address}"
+            );
+        }
+        for address in [
+            "\"a b\"@x.example",
+            "a@X.example",
+            "a@x.example.",
+            "a@[1.2.3.4]",
+            "a@b@c",
+            "@x",
+            "a@",
+        ] {
+            assert!(!is_plain_key(address), "{address}");
+        }
     }
 
     #[test]
