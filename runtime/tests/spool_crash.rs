@@ -34,7 +34,7 @@ fn body(seed: u64, len: usize) -> Vec<u8> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        out.push(if x % 61 == 0 {
+        out.push(if x.is_multiple_of(61) {
             b'\n'
         } else {
             b' ' + (x % 94) as u8
@@ -100,14 +100,14 @@ fn crash_child() {
                     }
                     let id = writer.commit(envelope()).await.expect("commit");
                     say(&format!("C {id} {seed} {len}"));
-                    if n % 2 == 0 {
+                    if n.is_multiple_of(2) {
                         spool
                             .mark(&id, 0, RecipientState::Delivered)
                             .await
                             .expect("mark");
                         say(&format!("D {id}"));
                     }
-                    if n % 5 == 0 && w % 2 == 0 {
+                    if n.is_multiple_of(5) && w.is_multiple_of(2) {
                         say(&format!("X {id}"));
                         spool.remove(&id).await.expect("remove");
                         say(&format!("R {id}"));
