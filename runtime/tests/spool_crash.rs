@@ -170,7 +170,7 @@ fn kill9_loses_no_acknowledged_message() {
                 .map_while(Result::ok)
                 .collect::<Vec<_>>()
         });
-        std::thread::sleep(Duration::from_millis(150 + random() % 900));
+        std::thread::sleep(Duration::from_millis(100 + random() % 600));
         child.kill().expect("SIGKILL");
         child.wait().expect("wait");
         let lines = reader.join().expect("reader");
