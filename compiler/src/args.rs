@@ -271,19 +271,24 @@ impl<'s> Args<'s> {
 
     /// A host and port: `relay.isp.example:587`, `"10.0.0.11":24`, `10.0.0.11:24`.
     pub fn host_port(&mut self) -> Read<Spanned<(String, u16)>> {
-        self.checked("a host and port like `relay.example:25`", |kind| match kind {
-            ArgKind::HostPort(host, port) => Some(
-                literal::domain(host).and_then(|h| Ok((h, literal::port(port)?))),
-            ),
-            ArgKind::StringHostPort(host, port) => Some(literal::port(port).map(|p| (host.clone(), p))),
-            ArgKind::SocketV4(ip, port) => Some(
-                literal::ipv4(ip).and_then(|a| Ok((a.to_string(), literal::port(port)?))),
-            ),
-            ArgKind::SocketV6(ip, port) => Some(
-                literal::ipv6(ip).and_then(|a| Ok((a.to_string(), literal::port(port)?))),
-            ),
-            _ => None,
-        })
+        self.checked(
+            "a host and port like `relay.example:25`",
+            |kind| match kind {
+                ArgKind::HostPort(host, port) => {
+                    Some(literal::domain(host).and_then(|h| Ok((h, literal::port(port)?))))
+                }
+                ArgKind::StringHostPort(host, port) => {
+                    Some(literal::port(port).map(|p| (host.clone(), p)))
+                }
+                ArgKind::SocketV4(ip, port) => {
+                    Some(literal::ipv4(ip).and_then(|a| Ok((a.to_string(), literal::port(port)?))))
+                }
+                ArgKind::SocketV6(ip, port) => {
+                    Some(literal::ipv6(ip).and_then(|a| Ok((a.to_string(), literal::port(port)?))))
+                }
+                _ => None,
+            },
+        )
     }
 
     /// A network `10.0.0.0/8`, or one address standing for a /32 or /128.

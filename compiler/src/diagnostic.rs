@@ -349,7 +349,7 @@ impl Report {
                     code: diagnostic.code,
                     severity: diagnostic.severity,
                     message: label.text.clone(),
-                    primary: Some(label.clone()),
+                    primary: Some(Label::new(label.span, "here")),
                     secondary: Vec::new(),
                     help: None,
                 };

@@ -119,7 +119,9 @@ pub fn domain(text: &str) -> Result<String, String> {
         return Err("the domain is empty".to_owned());
     }
     if name.len() > 253 {
-        return Err(format!("`{text}` is longer than a domain may be (253 characters)"));
+        return Err(format!(
+            "`{text}` is longer than a domain may be (253 characters)"
+        ));
     }
     for label in name.split('.') {
         if label.is_empty() {
@@ -135,7 +137,9 @@ pub fn domain(text: &str) -> Result<String, String> {
             .chars()
             .find(|c| !(c.is_alphanumeric() || *c == '-' || *c == '_'))
         {
-            return Err(format!("`{text}` is not a domain name: `{bad}` is not allowed"));
+            return Err(format!(
+                "`{text}` is not a domain name: `{bad}` is not allowed"
+            ));
         }
     }
     Ok(name)
@@ -150,13 +154,21 @@ pub fn address(text: &str) -> Result<String, String> {
         return Err(format!("`{text}` has an empty local part"));
     }
     if local.len() > 64 {
-        return Err(format!("`{text}` has a local part longer than 64 characters"));
+        return Err(format!(
+            "`{text}` has a local part longer than 64 characters"
+        ));
     }
     if local.contains('@') && !(local.starts_with('"') && local.ends_with('"')) {
         return Err(format!("`{text}` has more than one `@`"));
     }
-    if let Some(bad) = local.chars().find(|c| c.is_control() || *c == ' ' && !local.starts_with('"')) {
-        return Err(format!("`{text}` has `{}` in its local part", bad.escape_default()));
+    if let Some(bad) = local
+        .chars()
+        .find(|c| c.is_control() || *c == ' ' && !local.starts_with('"'))
+    {
+        return Err(format!(
+            "`{text}` has `{}` in its local part",
+            bad.escape_default()
+        ));
     }
     Ok(format!("{local}@{}", domain(dom)?))
 }
@@ -203,7 +215,13 @@ mod tests {
         assert_eq!(port("587"), Ok(587));
         assert!(ipv4("10.0.0.256").is_err());
         assert!(ipv4("010.0.0.1").is_err());
-        assert!(network("10.0.0.1".parse().unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), "8").is_err());
+        assert!(network(
+            "10.0.0.1"
+                .parse()
+                .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            "8"
+        )
+        .is_err());
         assert!(network(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), "33").is_err());
         assert_eq!(
             network(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), "8").map(|n| n.prefix),
@@ -216,9 +234,15 @@ mod tests {
         assert_eq!(domain("Example.COM."), Ok("example.com".to_owned()));
         assert!(domain("a..b").is_err());
         assert!(domain("-a.b").is_err());
-        assert_eq!(pattern("*.Tochter.example"), Ok("*.tochter.example".to_owned()));
+        assert_eq!(
+            pattern("*.Tochter.example"),
+            Ok("*.tochter.example".to_owned())
+        );
         assert!(pattern("a*.example").is_err());
-        assert_eq!(address("Alice@Example.com"), Ok("Alice@example.com".to_owned()));
+        assert_eq!(
+            address("Alice@Example.com"),
+            Ok("Alice@example.com".to_owned())
+        );
         assert!(address("alice").is_err());
         assert!(address("a@b@c").is_err());
     }

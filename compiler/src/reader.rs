@@ -55,7 +55,12 @@ pub fn read(db: &mut SourceDb, diagnostics: &mut Diagnostics, main: &Path) -> Co
 
 /// Reads a configuration given as text, as if it were the file `name`
 /// (includes and other paths resolve against `name`'s directory).
-pub fn read_text(db: &mut SourceDb, diagnostics: &mut Diagnostics, name: &Path, text: String) -> Config {
+pub fn read_text(
+    db: &mut SourceDb,
+    diagnostics: &mut Diagnostics,
+    name: &Path,
+    text: String,
+) -> Config {
     let canonical = name.canonicalize().unwrap_or_else(|_| name.to_path_buf());
     db.add(&canonical, display_name(name), text, SourceKind::Config);
     let mut reader = Reader {
@@ -107,16 +112,21 @@ pub fn load(
         Err(error) => {
             let what = match error.kind() {
                 std::io::ErrorKind::NotFound => "does not exist".to_owned(),
-                std::io::ErrorKind::PermissionDenied => "cannot be read: permission denied".to_owned(),
+                std::io::ErrorKind::PermissionDenied => {
+                    "cannot be read: permission denied".to_owned()
+                }
                 _ if path.is_dir() => "is a directory, not a file".to_owned(),
                 _ => format!("cannot be read: {error}"),
             };
             let message = format!("the file `{name}` {what}");
             let diagnostic = match from {
                 Some(span) => Diagnostic::error(Code::Io, message, Label::new(span, "named here")),
-                None => Diagnostic::new(Code::Io, crate::diagnostic::Severity::Error, message, None),
+                None => {
+                    Diagnostic::new(Code::Io, crate::diagnostic::Severity::Error, message, None)
+                }
             };
-            diagnostics.push(diagnostic.with_help("paths are relative to the file that names them"));
+            diagnostics
+                .push(diagnostic.with_help("paths are relative to the file that names them"));
             return None;
         }
     };
@@ -131,7 +141,10 @@ pub fn load(
                 Diagnostic::error(
                     Code::Io,
                     format!("the file `{name}` is not UTF-8 text"),
-                    Label::new(Span::new(id, lossy_at, lossy_at + 3), "this byte is not UTF-8"),
+                    Label::new(
+                        Span::new(id, lossy_at, lossy_at + 3),
+                        "this byte is not UTF-8",
+                    ),
                 )
                 .with_help("save the file as UTF-8"),
             );
@@ -155,7 +168,12 @@ pub fn resolve_path(db: &SourceDb, span: Span, written: &str) -> PathBuf {
     if written.is_absolute() {
         return written.to_path_buf();
     }
-    let base = db.file(span.file).path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = db
+        .file(span.file)
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let joined = lexical_normal(&base.join(written));
     let cwd = std::env::current_dir().ok();
     match cwd.as_deref().and_then(|c| joined.strip_prefix(c).ok()) {
@@ -174,7 +192,9 @@ fn lexical_normal(path: &Path) -> PathBuf {
     for component in path.components() {
         match component {
             Component::CurDir => {}
-            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
                 out.pop();
             }
             other => out.push(other),
@@ -259,7 +279,15 @@ impl Reader<'_> {
         };
         if matches!(
             keyword,
-            "gateway" | "auth" | "relay" | "unknown-recipients" | "journal" | "ndr" | "queue" | "log" | "dns"
+            "gateway"
+                | "auth"
+                | "relay"
+                | "unknown-recipients"
+                | "journal"
+                | "ndr"
+                | "queue"
+                | "log"
+                | "dns"
         ) {
             if let Some(first) = self.singles.get(keyword) {
                 self.diagnostics.push(
@@ -312,7 +340,12 @@ impl Reader<'_> {
 
     /// The statements of `stmt`'s block whose keywords are in `allowed`;
     /// the others are reported. Statements listed in `once` may appear once.
-    fn block<'s>(&mut self, stmt: &'s Statement, allowed: &[&'static str], once: &[&str]) -> Read<Vec<(&'static str, &'s Statement)>> {
+    fn block<'s>(
+        &mut self,
+        stmt: &'s Statement,
+        allowed: &[&'static str],
+        once: &[&str],
+    ) -> Read<Vec<(&'static str, &'s Statement)>> {
         let Some(block) = &stmt.block else {
             return Err(Diagnostic::error(
                 Code::Statement,
@@ -367,7 +400,8 @@ impl Reader<'_> {
                 match keyword {
                     "hostname" => {
                         let name = args.text("a host name")?;
-                        let checked = crate::literal::domain(&name.value).map_err(|m| value_error(m, name.span, "invalid host name"))?;
+                        let checked = crate::literal::domain(&name.value)
+                            .map_err(|m| value_error(m, name.span, "invalid host name"))?;
                         gateway.hostname = Some(Spanned::new(checked, name.span));
                     }
                     "postmaster" => gateway.postmaster = Some(args.address()?),
@@ -400,7 +434,8 @@ impl Reader<'_> {
                 match keyword {
                     "certificate" | "key" => {
                         let file = args.string("a file name")?;
-                        let path = Spanned::new(resolve_path(self.db, file.span, &file.value), file.span);
+                        let path =
+                            Spanned::new(resolve_path(self.db, file.span, &file.value), file.span);
                         if keyword == "key" {
                             profile.key = Some(path);
                         } else {
@@ -420,13 +455,21 @@ impl Reader<'_> {
                 "a TLS profile is either `self-signed` or has a certificate and key, not both",
                 Label::new(span, "self-signed here"),
             )),
-            (Some(_), None, None) => missing(stmt, "key", "the private key file: `key \"file.key\"`").map_or(Ok(()), Err),
-            (None, Some(_), None) => missing(stmt, "certificate", "the certificate file: `certificate \"file.pem\"`").map_or(Ok(()), Err),
+            (Some(_), None, None) => {
+                missing(stmt, "key", "the private key file: `key \"file.key\"`").map_or(Ok(()), Err)
+            }
+            (None, Some(_), None) => missing(
+                stmt,
+                "certificate",
+                "the certificate file: `certificate \"file.pem\"`",
+            )
+            .map_or(Ok(()), Err),
             (None, None, None) => missing(
                 stmt,
                 "certificate",
                 "`certificate \"file.pem\"` and `key \"file.key\"`, or `self-signed`",
-            ).map_or(Ok(()), Err),
+            )
+            .map_or(Ok(()), Err),
         };
         self.report(result);
         self.config.tls.push(profile);
@@ -461,7 +504,16 @@ impl Reader<'_> {
             "min-data-rate",
             "filter-return",
         ];
-        let once = ["protocol", "bind", "tls", "auth", "max-connections", "max-per-client", "min-data-rate", "filter-return"];
+        let once = [
+            "protocol",
+            "bind",
+            "tls",
+            "auth",
+            "max-connections",
+            "max-per-client",
+            "min-data-rate",
+            "filter-return",
+        ];
         for (keyword, inner) in self.block(stmt, &all, &once)? {
             let mut args = Args::new(inner);
             let result = (|| {
@@ -486,11 +538,18 @@ impl Reader<'_> {
                         };
                         listener.auth = Some(Spanned::new(mode, a.span));
                     }
-                    "max-connections" => listener.max_connections = Some(args.number("a connection count")?),
-                    "max-per-client" => listener.max_per_client = Some(args.number("a connection count")?),
+                    "max-connections" => {
+                        listener.max_connections = Some(args.number("a connection count")?)
+                    }
+                    "max-per-client" => {
+                        listener.max_per_client = Some(args.number("a connection count")?)
+                    }
                     "timeout" => {
                         let timeouts = args.list(|args| {
-                            let kind = args.choice("a timeout", &["greeting", "command", "data", "idle", "session"])?;
+                            let kind = args.choice(
+                                "a timeout",
+                                &["greeting", "command", "data", "idle", "session"],
+                            )?;
                             let kind = Spanned::new(
                                 match kind.value {
                                     "greeting" => TimeoutKind::Greeting,
@@ -513,9 +572,19 @@ impl Reader<'_> {
             self.report(result);
         }
         let result = if listener.protocol.is_none() {
-            missing(stmt, "protocol", "`protocol smtp`, `protocol imap` or `protocol pop3`").map_or(Ok(()), Err)
+            missing(
+                stmt,
+                "protocol",
+                "`protocol smtp`, `protocol imap` or `protocol pop3`",
+            )
+            .map_or(Ok(()), Err)
         } else if listener.binds.is_empty() {
-            missing(stmt, "bind", "the addresses to listen on, like `bind 0.0.0.0:25`").map_or(Ok(()), Err)
+            missing(
+                stmt,
+                "bind",
+                "the addresses to listen on, like `bind 0.0.0.0:25`",
+            )
+            .map_or(Ok(()), Err)
         } else {
             Ok(())
         };
@@ -539,7 +608,15 @@ impl Reader<'_> {
             ca: None,
             span: stmt.head(),
         };
-        let all = ["host", "imap", "pop3", "lmtp", "smtp", "forward-client", "ca"];
+        let all = [
+            "host",
+            "imap",
+            "pop3",
+            "lmtp",
+            "smtp",
+            "forward-client",
+            "ca",
+        ];
         for (keyword, inner) in self.block(stmt, &all, &all)? {
             let mut args = Args::new(inner);
             let result = (|| {
@@ -548,19 +625,31 @@ impl Reader<'_> {
                     "forward-client" => backend.forward_client = Some(args.switch()?),
                     "ca" => {
                         let file = args.string("a CA file name")?;
-                        backend.ca = Some(Spanned::new(resolve_path(self.db, file.span, &file.value), file.span));
+                        backend.ca = Some(Spanned::new(
+                            resolve_path(self.db, file.span, &file.value),
+                            file.span,
+                        ));
                     }
                     service => {
                         let port = args.port()?;
                         let mut tls = EndpointTls::None;
                         if args.eat("tls").is_some() {
-                            tls = match args.choice("a backend TLS mode", &["none", "starttls", "implicit"])?.value {
+                            tls = match args
+                                .choice("a backend TLS mode", &["none", "starttls", "implicit"])?
+                                .value
+                            {
                                 "starttls" => EndpointTls::StartTls,
                                 "implicit" => EndpointTls::Implicit,
                                 _ => EndpointTls::None,
                             };
                         }
-                        let endpoint = Some(Spanned::new(Endpoint { port: port.value, tls }, inner.head()));
+                        let endpoint = Some(Spanned::new(
+                            Endpoint {
+                                port: port.value,
+                                tls,
+                            },
+                            inner.head(),
+                        ));
                         match service {
                             "imap" => backend.imap = endpoint,
                             "pop3" => backend.pop3 = endpoint,
@@ -574,7 +663,10 @@ impl Reader<'_> {
             self.report(result);
         }
         if backend.host.is_none() {
-            self.report(missing(stmt, "host", "the backend's address: `host \"10.0.0.11\"`").map_or(Ok(()), Err));
+            self.report(
+                missing(stmt, "host", "the backend's address: `host \"10.0.0.11\"`")
+                    .map_or(Ok(()), Err),
+            );
         }
         self.config.backends.push(backend);
         Ok(())
@@ -584,7 +676,8 @@ impl Reader<'_> {
         no_block(stmt)?;
         let mut args = Args::new(stmt);
         let raw = args.string("a domain name")?;
-        let name = crate::literal::domain(&raw.value).map_err(|m| value_error(m, raw.span, "invalid domain"))?;
+        let name = crate::literal::domain(&raw.value)
+            .map_err(|m| value_error(m, raw.span, "invalid domain"))?;
         args.expect("local")?;
         args.end()?;
         self.config.domains.push(Domain {
@@ -641,7 +734,9 @@ impl Reader<'_> {
                 if keyword == "address" {
                     group.addresses.extend(args.list(Args::address)?);
                 } else {
-                    group.members.extend(args.list(|a| a.string("a mailbox, group or address"))?);
+                    group
+                        .members
+                        .extend(args.list(|a| a.string("a mailbox, group or address"))?);
                 }
                 args.end()
             })();
@@ -662,7 +757,13 @@ impl Reader<'_> {
             // Named twice (from two included files, say): read once, like an include.
             return Ok(());
         }
-        if let Some(id) = load(self.db, self.diagnostics, &path, SourceKind::Directory, Some(file.span)) {
+        if let Some(id) = load(
+            self.db,
+            self.diagnostics,
+            &path,
+            SourceKind::Directory,
+            Some(file.span),
+        ) {
             directory::read(self.db, id, self.diagnostics, &mut self.config);
         }
         Ok(())
@@ -725,20 +826,33 @@ impl Reader<'_> {
                         let pattern = args.pattern()?;
                         if pattern.value.contains('@') {
                             return Err(value_error(
-                                format!("an address space names domains, not addresses: `{}`", pattern.value),
+                                format!(
+                                    "an address space names domains, not addresses: `{}`",
+                                    pattern.value
+                                ),
                                 pattern.span,
                                 "not a domain pattern",
                             ));
                         }
                         args.expect("cost")?;
                         let cost = args.number("a cost")?;
-                        connector.address_spaces.push(AddressSpace { pattern, cost, span: inner.head() });
+                        connector.address_spaces.push(AddressSpace {
+                            pattern,
+                            cost,
+                            span: inner.head(),
+                        });
                     }
                     "deliver" => {
                         let how = args.choice("a delivery method", &["smarthost", "mx"])?;
                         let deliver = if how.value == "smarthost" {
                             let hp = args.host_port()?;
-                            Spanned::new(Deliver::Smarthost { host: hp.value.0, port: hp.value.1 }, hp.span)
+                            Spanned::new(
+                                Deliver::Smarthost {
+                                    host: hp.value.0,
+                                    port: hp.value.1,
+                                },
+                                hp.span,
+                            )
                         } else if args.eat("port").is_some() {
                             let port = args.port()?;
                             Spanned::new(Deliver::Mx { port: port.value }, how.span.to(port.span))
@@ -747,9 +861,13 @@ impl Reader<'_> {
                         };
                         connector.deliver = Some(deliver);
                         while !args.is_done() {
-                            let option = args.choice("a delivery option", &["tls", "credentials"])?;
+                            let option =
+                                args.choice("a delivery option", &["tls", "credentials"])?;
                             if option.value == "tls" {
-                                let policy = args.choice("a TLS policy", &["none", "opportunistic", "require"])?;
+                                let policy = args.choice(
+                                    "a TLS policy",
+                                    &["none", "opportunistic", "require"],
+                                )?;
                                 let tls = match policy.value {
                                     "none" => TlsPolicy::None,
                                     "opportunistic" => TlsPolicy::Opportunistic,
@@ -758,8 +876,10 @@ impl Reader<'_> {
                                 connector.tls = Some(Spanned::new(tls, policy.span));
                             } else {
                                 let file = args.string("a credentials file")?;
-                                connector.credentials =
-                                    Some(Spanned::new(resolve_path(self.db, file.span, &file.value), file.span));
+                                connector.credentials = Some(Spanned::new(
+                                    resolve_path(self.db, file.span, &file.value),
+                                    file.span,
+                                ));
                             }
                         }
                     }
@@ -777,9 +897,19 @@ impl Reader<'_> {
             self.report(result);
         }
         let result = if connector.address_spaces.is_empty() {
-            missing(stmt, "address-space", "at least one `address-space \"*\" cost 1`").map_or(Ok(()), Err)
+            missing(
+                stmt,
+                "address-space",
+                "at least one `address-space \"*\" cost 1`",
+            )
+            .map_or(Ok(()), Err)
         } else if connector.deliver.is_none() {
-            missing(stmt, "deliver", "`deliver smarthost HOST:PORT` or `deliver mx`").map_or(Ok(()), Err)
+            missing(
+                stmt,
+                "deliver",
+                "`deliver smarthost HOST:PORT` or `deliver mx`",
+            )
+            .map_or(Ok(()), Err)
         } else {
             Ok(())
         };
@@ -795,7 +925,11 @@ impl Reader<'_> {
             span: stmt.keyword.span,
         };
         for (keyword, inner) in self.block(stmt, &["allow", "deny"], &[])? {
-            let action = if keyword == "allow" { Action::Allow } else { Action::Deny };
+            let action = if keyword == "allow" {
+                Action::Allow
+            } else {
+                Action::Deny
+            };
             let result = relay_rule(inner).map(|conditions| {
                 relay.rules.push(RelayRule {
                     action: Spanned::new(action, inner.keyword.span),
@@ -854,7 +988,11 @@ impl Reader<'_> {
         let direction = direction(&mut args)?;
         let position = args.choice("a position", &["append", "prepend"])?;
         let position = Spanned::new(
-            if position.value == "append" { Position::Append } else { Position::Prepend },
+            if position.value == "append" {
+                Position::Append
+            } else {
+                Position::Prepend
+            },
             position.span,
         );
         let text = args.string("the disclaimer text")?;
@@ -918,7 +1056,10 @@ impl Reader<'_> {
                 match keyword {
                     "spool" => {
                         let dir = args.string("a directory")?;
-                        queue.spool = Some(Spanned::new(resolve_path(self.db, dir.span, &dir.value), dir.span));
+                        queue.spool = Some(Spanned::new(
+                            resolve_path(self.db, dir.span, &dir.value),
+                            dir.span,
+                        ));
                     }
                     "retry" => queue.retry = args.list(Args::duration_s)?,
                     "warn-after" => queue.warn_after = Some(args.duration_s()?),
@@ -944,7 +1085,8 @@ impl Reader<'_> {
             let mut args = Args::new(inner);
             let result = (|| {
                 if keyword == "level" {
-                    let level = args.choice("a log level", &["error", "warn", "info", "debug", "trace"])?;
+                    let level =
+                        args.choice("a log level", &["error", "warn", "info", "debug", "trace"])?;
                     log.level = Some(Spanned::new(level.value.to_owned(), level.span));
                 } else {
                     log.protocol_trace = Some(args.switch()?);
@@ -977,7 +1119,12 @@ impl Reader<'_> {
 }
 
 /// The keyword of `stmt` if it is one of `allowed`; otherwise reports it.
-fn known(diagnostics: &mut Diagnostics, stmt: &Statement, allowed: &[&'static str], context: &str) -> Option<&'static str> {
+fn known(
+    diagnostics: &mut Diagnostics,
+    stmt: &Statement,
+    allowed: &[&'static str],
+    context: &str,
+) -> Option<&'static str> {
     if let Some(k) = allowed.iter().find(|k| **k == stmt.keyword.value) {
         return Some(k);
     }
@@ -989,9 +1136,9 @@ fn known(diagnostics: &mut Diagnostics, stmt: &Statement, allowed: &[&'static st
     );
     diagnostic = match suggest::closest(word, allowed.iter().copied()) {
         Some(s) => diagnostic.with_help(format!("did you mean `{s}`?")),
-        None if TOP.contains(&word.as_str()) => {
-            diagnostic.with_help(format!("`{word}` is a top-level statement: move it out of this block"))
-        }
+        None if TOP.contains(&word.as_str()) => diagnostic.with_help(format!(
+            "`{word}` is a top-level statement: move it out of this block"
+        )),
         None => {
             let list: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
             diagnostic.with_help(format!("allowed here: {}", list.join(", ")))
@@ -1025,12 +1172,14 @@ fn missing(stmt: &Statement, keyword: &str, what: &str) -> Option<Diagnostic> {
     if present {
         return None;
     }
-    Some(Diagnostic::error(
-        Code::Statement,
-        format!("this `{}` has no `{keyword}`", stmt.keyword.value),
-        Label::new(stmt.head(), format!("`{keyword}` missing")),
+    Some(
+        Diagnostic::error(
+            Code::Statement,
+            format!("this `{}` has no `{keyword}`", stmt.keyword.value),
+            Label::new(stmt.head(), format!("`{keyword}` missing")),
+        )
+        .with_help(format!("add {what}")),
     )
-    .with_help(format!("add {what}")))
 }
 
 fn value_error(message: String, span: Span, label: &str) -> Diagnostic {
@@ -1054,7 +1203,11 @@ fn listener_tls(args: &mut Args<'_>) -> Read<Spanned<ListenerTls>> {
         "implicit" => (TlsMode::Implicit, mode.span),
         _ => {
             let how = args.choice("a STARTTLS mode", &["offer", "require"])?;
-            let m = if how.value == "offer" { TlsMode::StartTlsOffer } else { TlsMode::StartTlsRequire };
+            let m = if how.value == "offer" {
+                TlsMode::StartTlsOffer
+            } else {
+                TlsMode::StartTlsRequire
+            };
             (m, how.span)
         }
     };
@@ -1063,19 +1216,38 @@ fn listener_tls(args: &mut Args<'_>) -> Read<Spanned<ListenerTls>> {
     } else {
         Some(args.string("the TLS profile's name")?)
     };
-    let span = profile.as_ref().map_or(mode.span.to(end), |p| mode.span.to(p.span));
-    Ok(Spanned::new(ListenerTls { mode: mode_value, profile }, span))
+    let span = profile
+        .as_ref()
+        .map_or(mode.span.to(end), |p| mode.span.to(p.span));
+    Ok(Spanned::new(
+        ListenerTls {
+            mode: mode_value,
+            profile,
+        },
+        span,
+    ))
 }
 
 fn sender_ref(args: &mut Args<'_>) -> Read<Spanned<SenderRef>> {
-    if let Some(kind) = args.eat("mailbox").map(|s| (s, true)).or_else(|| args.eat("group").map(|s| (s, false))) {
+    if let Some(kind) = args
+        .eat("mailbox")
+        .map(|s| (s, true))
+        .or_else(|| args.eat("group").map(|s| (s, false)))
+    {
         let name = args.string("a name")?;
         let span = kind.0.to(name.span);
-        let value = if kind.1 { SenderRef::Mailbox(name.value) } else { SenderRef::Group(name.value) };
+        let value = if kind.1 {
+            SenderRef::Mailbox(name.value)
+        } else {
+            SenderRef::Group(name.value)
+        };
         return Ok(Spanned::new(value, span));
     }
     let pattern = args.pattern()?;
-    Ok(Spanned::new(SenderRef::Pattern(pattern.value), pattern.span))
+    Ok(Spanned::new(
+        SenderRef::Pattern(pattern.value),
+        pattern.span,
+    ))
 }
 
 fn direction(args: &mut Args<'_>) -> Read<Spanned<Direction>> {
@@ -1096,7 +1268,10 @@ fn relay_rule(stmt: &Statement) -> Read<Vec<Spanned<Condition>>> {
     }
     let mut conditions = Vec::new();
     loop {
-        let kind = args.choice("a condition", &["authenticated", "from", "to", "sender", "all"])?;
+        let kind = args.choice(
+            "a condition",
+            &["authenticated", "from", "to", "sender", "all"],
+        )?;
         let condition = match kind.value {
             "authenticated" => Spanned::new(Condition::Authenticated, kind.span),
             "from" => {
@@ -1139,26 +1314,53 @@ mod tests {
         let found = findings(t);
         let keyword = with_code(t, Code::UnknownKeyword);
         assert_eq!(keyword.len(), 1, "{found:?}");
-        assert_eq!(keyword[0].help.as_deref(), Some("did you mean `address-space`?"));
-        assert!(with_code(t, Code::Statement).iter().all(|d| !d.message.contains("no `address-space`")), "{found:?}");
+        assert_eq!(
+            keyword[0].help.as_deref(),
+            Some("did you mean `address-space`?")
+        );
+        assert!(
+            with_code(t, Code::Statement)
+                .iter()
+                .all(|d| !d.message.contains("no `address-space`")),
+            "{found:?}"
+        );
         // Really missing: still reported.
         let t = "connector \"internet\" { deliver mx }\n";
-        assert!(with_code(t, Code::Statement).iter().any(|d| d.message.contains("no `address-space`")));
+        assert!(with_code(t, Code::Statement)
+            .iter()
+            .any(|d| d.message.contains("no `address-space`")));
     }
 
     #[test]
     fn parent_components_are_removed() {
-        assert_eq!(lexical_normal(Path::new("/a/b/../c/./d.mailgw")), PathBuf::from("/a/c/d.mailgw"));
-        assert_eq!(lexical_normal(Path::new("../x/../y")), PathBuf::from("../y"));
-        assert_eq!(lexical_normal(Path::new("a/../../b")), PathBuf::from("../b"));
+        assert_eq!(
+            lexical_normal(Path::new("/a/b/../c/./d.mailgw")),
+            PathBuf::from("/a/c/d.mailgw")
+        );
+        assert_eq!(
+            lexical_normal(Path::new("../x/../y")),
+            PathBuf::from("../y")
+        );
+        assert_eq!(
+            lexical_normal(Path::new("a/../../b")),
+            PathBuf::from("../b")
+        );
     }
 
     #[test]
     fn a_directory_named_twice_is_read_once() {
         let t = "directory \"../fixtures/users.toml\"\ndirectory \"./../fixtures/users.toml\"\n";
         let found = crate::check_text(Path::new("tests/cases/ok/twice.mailgw"), t).diagnostics;
-        assert!(found.iter().all(|d| d.code != Code::DuplicateName && d.code != Code::DuplicateAddress), "{found:?}");
-        assert!(found.iter().all(|d| d.code != Code::Io), "the fixture exists: {found:?}");
+        assert!(
+            found
+                .iter()
+                .all(|d| d.code != Code::DuplicateName && d.code != Code::DuplicateAddress),
+            "{found:?}"
+        );
+        assert!(
+            found.iter().all(|d| d.code != Code::Io),
+            "the fixture exists: {found:?}"
+        );
     }
 
     #[test]
@@ -1172,10 +1374,20 @@ mod tests {
             assert_eq!(span.map(|s| (s.start, s.end)), Some((0, 0)));
         }
         // Not after an error: the listeners may be in the part that was not read.
-        for t in ["listener \"mx\" {", "listner \"mx\" { protocol smtp; bind 0.0.0.0:25 }"] {
-            assert!(findings(t).iter().all(|d| !d.message.contains("no `listener`")), "{t:?}");
+        for t in [
+            "listener \"mx\" {",
+            "listner \"mx\" { protocol smtp; bind 0.0.0.0:25 }",
+        ] {
+            assert!(
+                findings(t)
+                    .iter()
+                    .all(|d| !d.message.contains("no `listener`")),
+                "{t:?}"
+            );
         }
         let t = "listener \"mx\" { protocol smtp; bind 0.0.0.0:25; auth off }";
-        assert!(findings(t).iter().all(|d| !d.message.contains("no `listener`")));
+        assert!(findings(t)
+            .iter()
+            .all(|d| !d.message.contains("no `listener`")));
     }
 }

@@ -266,11 +266,12 @@ fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> D
         Some(c) if c.is_control() => format!("the control character U+{:04X}", c as u32),
         Some(c) => format!("`{c}`"),
     };
-    let message = if found.is_none() && text[..pos].matches('{').count() > text[..pos].matches('}').count() {
-        "a block is never closed: the file ends before its `}`".to_owned()
-    } else {
-        format!("unexpected {found_text}")
-    };
+    let message =
+        if found.is_none() && text[..pos].matches('{').count() > text[..pos].matches('}').count() {
+            "a block is never closed: the file ends before its `}`".to_owned()
+        } else {
+            format!("unexpected {found_text}")
+        };
     let help = match found {
         Some('}') => "remove this `}` or open the block it closes".to_owned(),
         Some('\'') => "strings are written with double quotes: \"...\"".to_owned(),
@@ -297,7 +298,13 @@ fn unterminated_string(text: &str, pos: usize) -> Option<usize> {
                 escaped = true;
                 continue;
             }
-            '"' if !escaped => open = if open.is_some() { None } else { Some(line_start + i) },
+            '"' if !escaped => {
+                open = if open.is_some() {
+                    None
+                } else {
+                    Some(line_start + i)
+                }
+            }
             _ => {}
         }
         escaped = false;

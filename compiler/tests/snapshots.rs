@@ -4,8 +4,9 @@
 //!   (check and lower into a plan) with no error; warnings are allowed and
 //!   recorded.
 //! - `compiler/tests/cases/err/*.mailgw` and `examples/broken/*.mailgw` must
-//!   give at least one finding, and should give an error (see
-//!   [`err_cases`]).
+//!   give at least one error.
+//! - `compiler/tests/cases/warn/*.mailgw` must give at least one warning and
+//!   no error: they still build.
 //!
 //! Each file's findings, rendered as `mailgwc check` shows them (miette's
 //! graphical handler, unicode without colour, 100 columns), are an insta
@@ -125,9 +126,13 @@ fn run_glob(kind: &str, problems: &mut Vec<String>, path: &Path, expect: Expect)
                 problems.push(format!("{}: no plan was built", name.display()));
             }
         }
-        Expect::Findings => {
-            if errors + warnings == 0 {
-                problems.push(format!("{}: no finding at all", name.display()));
+        Expect::Warnings => {
+            if errors > 0 || warnings == 0 {
+                problems.push(format!(
+                    "{}: expected warnings only:\n{}",
+                    name.display(),
+                    summary(&compilation)
+                ));
             }
         }
         Expect::Errors => {
@@ -146,8 +151,8 @@ fn run_glob(kind: &str, problems: &mut Vec<String>, path: &Path, expect: Expect)
 enum Expect {
     /// No error, and a plan.
     Clean,
-    /// At least one finding, error or warning.
-    Findings,
+    /// At least one warning and no error.
+    Warnings,
     /// At least one error.
     Errors,
 }
@@ -190,13 +195,16 @@ fn quickstart_has_no_findings() {
     assert!(compilation.plan.is_some());
 }
 
-/// Error cases. Each shows one finding; most findings are errors, but the
-/// checks' authors also put the cases of warning codes here (an unused TLS
-/// profile, an empty group), so a case passes with a warning alone. Its
-/// snapshot shows which.
+/// Error cases: each shows one mistake that stops the build.
 #[test]
 fn err_cases() {
-    check_folder("cases/err", "err", Expect::Findings);
+    check_folder("cases/err", "err", Expect::Errors);
+}
+
+/// Warning cases: each shows one doubtful setting that still builds.
+#[test]
+fn warn_cases() {
+    check_folder("cases/warn", "warn", Expect::Warnings);
 }
 
 /// The broken examples are admins' mistakes that stop the build: errors.
@@ -291,7 +299,8 @@ fn diagnostics_doc() -> Result<String, String> {
          gives the same as JSON objects (`code`, `severity`, `message`, `help`,\n\
          `file`, `line`, `column`, `end_line`, `end_column`, `label`).\n\
          \n\
-         Examples of most findings are in `compiler/tests/cases/err/` and\n\
+         Examples of most findings are in `compiler/tests/cases/err/` (errors),\n\
+         `compiler/tests/cases/warn/` (warnings) and\n\
          `examples/broken/`, with the reports in `compiler/tests/snapshots/`.\n\
          \n\
          | code | severity |\n\
@@ -397,6 +406,7 @@ fn severities_match_the_cases() {
     for folder in [
         "compiler/tests/cases/ok",
         "compiler/tests/cases/err",
+        "compiler/tests/cases/warn",
         "examples",
         "examples/broken",
     ] {

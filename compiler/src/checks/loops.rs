@@ -187,9 +187,7 @@ impl Target {
             Target::Loopback(Some(ip)) => {
                 bind.is_loopback() && same_family(*ip, bind) && (ip.is_unspecified() || *ip == bind)
             }
-            Target::Address(ip) => {
-                *ip == bind || (bind.is_unspecified() && same_family(bind, *ip))
-            }
+            Target::Address(ip) => *ip == bind || (bind.is_unspecified() && same_family(bind, *ip)),
         }
     }
 }
@@ -205,7 +203,6 @@ fn is_own_address(listeners: &[Listener], ip: IpAddr) -> bool {
 fn same_family(a: IpAddr, b: IpAddr) -> bool {
     a.is_ipv4() == b.is_ipv4()
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -59,7 +59,10 @@ pub struct Names<'a> {
 impl<'a> Names<'a> {
     /// Builds the tables of a configuration.
     pub fn new(config: &'a Config) -> Names<'a> {
-        fn table<'a, T>(items: &'a [T], name: impl Fn(&'a T) -> &'a str) -> BTreeMap<&'a str, usize> {
+        fn table<'a, T>(
+            items: &'a [T],
+            name: impl Fn(&'a T) -> &'a str,
+        ) -> BTreeMap<&'a str, usize> {
             let mut map = BTreeMap::new();
             for (i, item) in items.iter().enumerate() {
                 map.entry(name(item)).or_insert(i);
@@ -123,6 +126,9 @@ pub mod testing {
 
     /// The findings for `text` that carry `code`.
     pub fn with_code(text: &str, code: Code) -> Vec<Diagnostic> {
-        findings(text).into_iter().filter(|d| d.code == code).collect()
+        findings(text)
+            .into_iter()
+            .filter(|d| d.code == code)
+            .collect()
     }
 }

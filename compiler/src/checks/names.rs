@@ -58,8 +58,9 @@ fn duplicates<'a>(
         };
         let message = if earlier.0 == later.0 {
             format!(
-                "two {}s are named `{}`: references to the name cannot tell them apart",
-                later.0, name.value
+                "two {} are named `{}`: references to the name cannot tell them apart",
+                plural(later.0),
+                name.value
             )
         } else {
             format!(
@@ -233,6 +234,14 @@ fn unknown(cx: &mut Context<'_>) {
     }
     for diagnostic in found {
         cx.report(diagnostic);
+    }
+}
+
+/// The plural of a kind of named item.
+fn plural(kind: &str) -> String {
+    match kind {
+        "mailbox" => "mailboxes".to_owned(),
+        _ => format!("{kind}s"),
     }
 }
 

@@ -90,9 +90,15 @@ pub fn check(cx: &mut Context<'_>) {
             } else {
                 (
                     Severity::Warning,
-                    "relaying is allowed by client address: addresses are hard to judge on the internet, \
-                     and every machine in the network becomes a relay"
-                        .to_owned(),
+                    if network.prefix == if network.addr.is_ipv4() { 32 } else { 128 } {
+                        "relaying is allowed by client address: whoever gets to send from this address \
+                         can relay, and addresses are hard to judge on the internet"
+                            .to_owned()
+                    } else {
+                        "relaying is allowed by client address: every machine in the network becomes \
+                         a relay, and addresses are hard to judge on the internet"
+                            .to_owned()
+                    },
                     "relay by address",
                 )
             };
