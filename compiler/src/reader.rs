@@ -328,6 +328,16 @@ impl Reader<'_> {
         self.report(result);
     }
 
+    /// Reports the first required statement of `stmt`'s block that is
+    /// missing. Each entry: whether it is there, its keyword, what to add.
+    fn require(&mut self, stmt: &Statement, required: &[(bool, &str, &str)]) {
+        if let Some((_, keyword, what)) = required.iter().find(|(present, ..)| !present) {
+            if let Some(diagnostic) = missing(stmt, keyword, what) {
+                self.diagnostics.push(diagnostic);
+            }
+        }
+    }
+
     fn include_statement(&mut self, stmt: &Statement) -> Read<()> {
         no_block(stmt)?;
         let mut args = Args::new(stmt);
@@ -448,30 +458,37 @@ impl Reader<'_> {
             })();
             self.report(result);
         }
-        let result = match (&profile.certificate, &profile.key, profile.self_signed) {
-            (Some(_), Some(_), None) | (None, None, Some(_)) => Ok(()),
-            (_, _, Some(span)) => Err(Diagnostic::error(
-                Code::Statement,
-                "a TLS profile is either `self-signed` or has a certificate and key, not both",
-                Label::new(span, "self-signed here"),
-            )),
-            (Some(_), None, None) => {
-                missing(stmt, "key", "the private key file: `key \"file.key\"`").map_or(Ok(()), Err)
+        if let Some(span) = profile.self_signed {
+            if profile.certificate.is_some() || profile.key.is_some() {
+                self.diagnostics.push(Diagnostic::error(
+                    Code::Statement,
+                    "a TLS profile is either `self-signed` or has a certificate and key, not both",
+                    Label::new(span, "self-signed here"),
+                ));
             }
-            (None, Some(_), None) => missing(
+        } else {
+            let neither = profile.certificate.is_none() && profile.key.is_none();
+            self.require(
                 stmt,
-                "certificate",
-                "the certificate file: `certificate \"file.pem\"`",
-            )
-            .map_or(Ok(()), Err),
-            (None, None, None) => missing(
-                stmt,
-                "certificate",
-                "`certificate \"file.pem\"` and `key \"file.key\"`, or `self-signed`",
-            )
-            .map_or(Ok(()), Err),
-        };
-        self.report(result);
+                &[
+                    (
+                        !neither,
+                        "certificate",
+                        "`certificate \"file.pem\"` and `key \"file.key\"`, or `self-signed`",
+                    ),
+                    (
+                        profile.certificate.is_some(),
+                        "certificate",
+                        "the certificate file: `certificate \"file.pem\"`",
+                    ),
+                    (
+                        profile.key.is_some(),
+                        "key",
+                        "the private key file: `key \"file.key\"`",
+                    ),
+                ],
+            );
+        }
         self.config.tls.push(profile);
         Ok(())
     }
@@ -571,24 +588,21 @@ impl Reader<'_> {
             })();
             self.report(result);
         }
-        let result = if listener.protocol.is_none() {
-            missing(
-                stmt,
-                "protocol",
-                "`protocol smtp`, `protocol imap` or `protocol pop3`",
-            )
-            .map_or(Ok(()), Err)
-        } else if listener.binds.is_empty() {
-            missing(
-                stmt,
-                "bind",
-                "the addresses to listen on, like `bind 0.0.0.0:25`",
-            )
-            .map_or(Ok(()), Err)
-        } else {
-            Ok(())
-        };
-        self.report(result);
+        self.require(
+            stmt,
+            &[
+                (
+                    listener.protocol.is_some(),
+                    "protocol",
+                    "`protocol smtp`, `protocol imap` or `protocol pop3`",
+                ),
+                (
+                    !listener.binds.is_empty(),
+                    "bind",
+                    "the addresses to listen on, like `bind 0.0.0.0:25`",
+                ),
+            ],
+        );
         self.config.listeners.push(listener);
         Ok(())
     }
@@ -662,12 +676,14 @@ impl Reader<'_> {
             })();
             self.report(result);
         }
-        if backend.host.is_none() {
-            self.report(
-                missing(stmt, "host", "the backend's address: `host \"10.0.0.11\"`")
-                    .map_or(Ok(()), Err),
-            );
-        }
+        self.require(
+            stmt,
+            &[(
+                backend.host.is_some(),
+                "host",
+                "the backend's address: `host \"10.0.0.11\"`",
+            )],
+        );
         self.config.backends.push(backend);
         Ok(())
     }
@@ -896,24 +912,21 @@ impl Reader<'_> {
             })();
             self.report(result);
         }
-        let result = if connector.address_spaces.is_empty() {
-            missing(
-                stmt,
-                "address-space",
-                "at least one `address-space \"*\" cost 1`",
-            )
-            .map_or(Ok(()), Err)
-        } else if connector.deliver.is_none() {
-            missing(
-                stmt,
-                "deliver",
-                "`deliver smarthost HOST:PORT` or `deliver mx`",
-            )
-            .map_or(Ok(()), Err)
-        } else {
-            Ok(())
-        };
-        self.report(result);
+        self.require(
+            stmt,
+            &[
+                (
+                    !connector.address_spaces.is_empty(),
+                    "address-space",
+                    "at least one `address-space \"*\" cost 1`",
+                ),
+                (
+                    connector.deliver.is_some(),
+                    "deliver",
+                    "`deliver smarthost HOST:PORT` or `deliver mx`",
+                ),
+            ],
+        );
         self.config.connectors.push(connector);
         Ok(())
     }

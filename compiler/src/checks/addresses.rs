@@ -221,23 +221,8 @@ pub(super) fn forwards_unknown(config: &Config) -> bool {
 mod tests {
     use super::*;
     use crate::checks::testing::with_code;
+    use crate::checks::testing::{at, second};
     use crate::diagnostic::Severity;
-
-    /// The source text under the primary label.
-    fn at(text: &str, d: &Diagnostic) -> String {
-        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
-        text[span.start as usize..span.end as usize].to_owned()
-    }
-
-    /// The source text under the first secondary label.
-    fn second(text: &str, d: &Diagnostic) -> String {
-        let span = d
-            .secondary
-            .first()
-            .map(|l| l.span)
-            .expect("a secondary label");
-        text[span.start as usize..span.end as usize].to_owned()
-    }
 
     const HEAD: &str =
         "backend \"mbx1\" { host \"10.0.0.11\"; lmtp 24 }\ndomain \"example.com\" local\n";

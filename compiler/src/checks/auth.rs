@@ -168,16 +168,11 @@ fn no_mechanism(cx: &mut Context<'_>, listener: &Listener) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::testing::at;
     use crate::checks::testing::{findings, with_code};
-    use crate::diagnostic::Diagnostic;
 
     const USERS: &str = "backend \"b\" { host \"10.0.0.1\"; imap 143; lmtp 24 }\n\
                          auth { verify backend imap }\n";
-
-    fn at(text: &str, d: &Diagnostic) -> String {
-        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
-        text[span.start as usize..span.end as usize].to_owned()
-    }
 
     #[test]
     fn smtp_auth_without_required_tls() {

@@ -207,18 +207,13 @@ fn same_family(a: IpAddr, b: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::testing::at;
     use crate::checks::testing::{findings, with_code};
-    use crate::diagnostic::Diagnostic;
 
     const BASE: &str = "gateway { hostname \"mail.example.com\" }\n\
                         listener \"mx\" { protocol smtp; bind 0.0.0.0:25; auth off }\n\
                         listener \"sub\" { protocol smtp; bind 192.0.2.1:587; auth require }\n\
                         listener \"back\" { protocol smtp; bind 127.0.0.1:10025; auth off; filter-return }\n";
-
-    fn at(text: &str, d: &Diagnostic) -> String {
-        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
-        text[span.start as usize..span.end as usize].to_owned()
-    }
 
     #[test]
     fn smarthost_that_is_this_gateway() {

@@ -124,6 +124,22 @@ pub mod testing {
         crate::check_text(std::path::Path::new("test.mailgw"), text).diagnostics
     }
 
+    /// The source text under a finding's primary label.
+    pub fn at(text: &str, d: &Diagnostic) -> String {
+        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
+        text[span.start as usize..span.end as usize].to_owned()
+    }
+
+    /// The source text under a finding's first secondary label.
+    pub fn second(text: &str, d: &Diagnostic) -> String {
+        let span = d
+            .secondary
+            .first()
+            .map(|l| l.span)
+            .expect("a secondary label");
+        text[span.start as usize..span.end as usize].to_owned()
+    }
+
     /// The findings for `text` that carry `code`.
     pub fn with_code(text: &str, code: Code) -> Vec<Diagnostic> {
         findings(text)

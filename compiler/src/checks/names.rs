@@ -248,23 +248,8 @@ fn plural(kind: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::testing::{at, second};
     use crate::checks::testing::{findings, with_code};
-
-    /// The source text under the primary label.
-    fn at(text: &str, d: &Diagnostic) -> String {
-        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
-        text[span.start as usize..span.end as usize].to_owned()
-    }
-
-    /// The source text under the first secondary label.
-    fn second(text: &str, d: &Diagnostic) -> String {
-        let span = d
-            .secondary
-            .first()
-            .map(|l| l.span)
-            .expect("a secondary label");
-        text[span.start as usize..span.end as usize].to_owned()
-    }
 
     const BACKEND: &str = "backend \"mbx1\" { host \"10.0.0.11\"; lmtp 24 }\n";
 

@@ -77,14 +77,9 @@ pub fn check(cx: &mut Context<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::testing::at;
     use crate::checks::testing::with_code;
-    use crate::diagnostic::{Diagnostic, Severity};
-
-    /// The source text under the primary label.
-    fn at(text: &str, d: &Diagnostic) -> String {
-        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
-        text[span.start as usize..span.end as usize].to_owned()
-    }
+    use crate::diagnostic::Severity;
 
     const MX: &str = "listener \"mx\" { protocol smtp; bind 0.0.0.0:25; auth off }\n\
                       backend \"mbx1\" { host \"10.0.0.11\"; lmtp 24 }\n\

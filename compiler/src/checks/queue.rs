@@ -158,13 +158,9 @@ fn human(seconds: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::testing::at;
     use crate::checks::testing::{findings, with_code};
-    use crate::diagnostic::{Diagnostic, Severity};
-
-    fn at(text: &str, d: &Diagnostic) -> String {
-        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
-        text[span.start as usize..span.end as usize].to_owned()
-    }
+    use crate::diagnostic::Severity;
 
     #[test]
     fn a_sane_schedule_is_fine() {

@@ -256,19 +256,13 @@ fn contains(outer: &Network, inner: &Network) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::testing::at;
     use crate::checks::testing::{findings, with_code};
-    use crate::diagnostic::Diagnostic;
 
     const MX: &str = "listener \"mx\" { protocol smtp; bind 0.0.0.0:25, [::]:25; auth off }\n";
 
     fn text(rules: &str) -> String {
         format!("{MX}relay {{\n{rules}\n}}\n")
-    }
-
-    /// The source text under the primary label.
-    fn at(text: &str, d: &Diagnostic) -> String {
-        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
-        text[span.start as usize..span.end as usize].to_owned()
     }
 
     #[test]

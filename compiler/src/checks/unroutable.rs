@@ -293,20 +293,13 @@ fn ndr_copies(cx: &mut Context<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::testing::at;
     use crate::checks::testing::with_code;
     use crate::diagnostic::Severity;
 
     /// The source text under a span.
     fn slice(text: &str, span: Span) -> String {
         text[span.start as usize..span.end as usize].to_owned()
-    }
-
-    /// The source text under the primary label.
-    fn at(text: &str, d: &Diagnostic) -> String {
-        slice(
-            text,
-            d.primary.as_ref().map(|l| l.span).expect("a primary label"),
-        )
     }
 
     const HEAD: &str =

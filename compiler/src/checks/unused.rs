@@ -68,14 +68,9 @@ pub fn check(cx: &mut Context<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::testing::at;
     use crate::checks::testing::with_code;
     use crate::diagnostic::Severity;
-
-    /// The source text under the primary label.
-    fn at(text: &str, d: &Diagnostic) -> String {
-        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
-        text[span.start as usize..span.end as usize].to_owned()
-    }
 
     #[test]
     fn unused_profile_and_backend() {
