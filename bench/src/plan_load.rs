@@ -27,6 +27,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// The allocator the runtime loads plans with: a plan is hundreds of
+/// thousands of small strings, which mimalloc allocates markedly faster.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use mailgw_plan::{normalize_address, Plan};
 
 /// Command line options.
