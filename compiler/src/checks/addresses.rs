@@ -25,6 +25,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use super::Context;
 use crate::ast::{Config, UnknownRecipients};
 use crate::diagnostic::{Code, Diagnostic, Label};
@@ -82,7 +84,8 @@ fn duplicates(cx: &mut Context<'_>) {
             .map(|g| g.addresses.len())
             .sum::<usize>();
     // Only looked up, never iterated: the findings follow the address order.
-    let mut first: HashMap<Cow<'_, str>, (Span, Owner)> = HashMap::with_capacity(count);
+    let mut first: FxHashMap<Cow<'_, str>, (Span, Owner)> =
+        FxHashMap::with_capacity_and_hasher(count, Default::default());
     for (owner, address) in owned_addresses(config) {
         let key = normalize(&address.value);
         let Some(&(seen_span, seen_owner)) = first.get(&key) else {

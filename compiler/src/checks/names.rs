@@ -17,6 +17,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rustc_hash::FxHashMap;
+
 use super::Context;
 use crate::ast::SenderRef;
 use crate::diagnostic::{Code, Diagnostic, Label};
@@ -42,7 +44,7 @@ fn duplicates<'a>(
     items: impl Iterator<Item = (&'static str, &'a Spanned<String>)>,
 ) {
     // Only looked up, never iterated: findings follow the definitions' order.
-    let mut first: HashMap<&'a str, (&'static str, Span)> = HashMap::new();
+    let mut first: FxHashMap<&'a str, (&'static str, Span)> = FxHashMap::default();
     for (kind, name) in items {
         let Some(&(seen_kind, seen_span)) = first.get(name.value.as_str()) else {
             first.insert(&name.value, (kind, name.span));
