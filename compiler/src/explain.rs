@@ -751,7 +751,6 @@ mod tests {
         plan.mailboxes.push(Mailbox {
             name: "alice".to_owned(),
             backend: 0,
-            addresses: vec!["alice@example.com".to_owned()],
             password_hash: None,
             source: SourceRef::new(file, 3),
         });

@@ -56,11 +56,20 @@ pub fn lower(db: &SourceDb, config: &Config) -> Plan {
     plan.backends = config.backends.iter().map(|b| cx.backend(b)).collect();
     plan.domains = cx.domains(&config.domains);
     let backend_names = names(plan.backends.iter().map(|b| b.name.as_str()));
-    plan.mailboxes = config
-        .mailboxes
-        .iter()
-        .filter_map(|m| cx.mailbox(m, &backend_names))
-        .collect();
+    // The recipient table is the one place a mailbox's addresses are kept.
+    let mut mailbox_addresses = Vec::with_capacity(config.mailboxes.len() * 2);
+    for mailbox in &config.mailboxes {
+        if let Some(lowered) = cx.mailbox(mailbox, &backend_names) {
+            let target = Target::Mailbox(index(plan.mailboxes.len()));
+            mailbox_addresses.extend(
+                mailbox
+                    .addresses
+                    .iter()
+                    .map(|a| (mailgw_plan::normalize_address(&a.value), target)),
+            );
+            plan.mailboxes.push(lowered);
+        }
+    }
     let recipients = Recipients {
         mailboxes: names(plan.mailboxes.iter().map(|m| m.name.as_str())),
         groups: names(config.groups.iter().map(|g| g.name.value.as_str())),
@@ -70,7 +79,7 @@ pub fn lower(db: &SourceDb, config: &Config) -> Plan {
         .iter()
         .map(|g| cx.group(g, &recipients))
         .collect();
-    plan.recipients = recipient_table(&plan.mailboxes, &config.groups);
+    plan.recipients = recipient_table(mailbox_addresses, &config.groups);
     plan.auth = auth(config.auth.as_ref());
     plan.connectors = config
         .connectors
@@ -385,11 +394,6 @@ impl<'a> Lowering<'a> {
         Some(Mailbox {
             name: mailbox.name.value.clone(),
             backend,
-            addresses: mailbox
-                .addresses
-                .iter()
-                .map(|a| mailgw_plan::normalize_address(&a.value))
-                .collect(),
             password_hash: mailbox.password.as_ref().map(|p| p.value.clone()),
             source: self.at(mailbox.span),
         })
@@ -509,15 +513,14 @@ fn sender(sender: &ast::SenderRef, names: &Recipients<'_>) -> SenderMatch {
     }
 }
 
-/// The recipient table of every mailbox and group address. An address that
-/// appears twice (the checks refuse that) belongs to its first owner:
-/// mailboxes in order, then groups in order.
-fn recipient_table(mailboxes: &[Mailbox], groups: &[ast::Group]) -> RecipientTable {
-    let mailbox_addresses = mailboxes.iter().enumerate().flat_map(|(i, m)| {
-        m.addresses
-            .iter()
-            .map(move |a| (a.clone(), Target::Mailbox(index(i))))
-    });
+/// The recipient table of every mailbox address (normalized, with their
+/// mailboxes) and group address. An address that appears twice (the checks
+/// refuse that) belongs to its first owner: mailboxes in order, then groups
+/// in order.
+fn recipient_table(
+    mut mailbox_addresses: Vec<(String, Target)>,
+    groups: &[ast::Group],
+) -> RecipientTable {
     let group_addresses = groups.iter().enumerate().flat_map(|(i, g)| {
         g.addresses.iter().map(move |a| {
             (
@@ -528,7 +531,8 @@ fn recipient_table(mailboxes: &[Mailbox], groups: &[ast::Group]) -> RecipientTab
     });
     // An address listed twice on one recipient is only a warning, so the
     // first definition is kept.
-    RecipientTable::build_first_wins(mailbox_addresses.chain(group_addresses).collect())
+    mailbox_addresses.extend(group_addresses);
+    RecipientTable::build_first_wins(mailbox_addresses)
 }
 
 fn auth(auth: Option<&ast::Auth>) -> AuthPlan {
@@ -749,10 +753,6 @@ unknown-recipients forward to catchall.example.com:25
         assert_eq!(lookup("all@example.com"), Some(Target::Group(0)));
         assert_eq!(lookup("sales@example.com"), Some(Target::Group(1)));
         assert_eq!(plan.recipients.len(), 5);
-        assert_eq!(
-            plan.mailboxes[0].addresses,
-            ["alice@example.com", "A.Smith@example.com"]
-        );
         assert_eq!(
             plan.gateway.postmaster.as_deref(),
             Some("postmaster@example.com")

@@ -129,10 +129,15 @@ fn cases() {
 /// The standard questions for an example, from what its plan holds.
 fn standard_questions(plan: &Plan) -> Vec<String> {
     let mut questions = Vec::new();
+    // The first mailbox's alphabetically first address.
     let first_mailbox = plan
-        .mailboxes
-        .first()
-        .and_then(|m| Some((m.name.clone(), m.addresses.first()?.clone())));
+        .recipients
+        .iter()
+        .filter(|(_, t)| *t == Target::Mailbox(0))
+        .map(|(address, _)| address)
+        .min()
+        .zip(plan.mailboxes.first())
+        .map(|(address, m)| (m.name.clone(), address.to_owned()));
     if let Some((_, address)) = &first_mailbox {
         questions.push(format!("--to {address}"));
     }

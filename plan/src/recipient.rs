@@ -13,16 +13,14 @@ pub struct LocalDomain {
     pub source: SourceRef,
 }
 
-/// A mailbox on one backend.
+/// A mailbox on one backend. Its addresses are in the plan's
+/// [`crate::RecipientTable`], the one place addresses are kept.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct Mailbox {
     /// The mailbox name (also its login name).
     pub name: String,
     /// Index into [`crate::Plan::backends`].
     pub backend: u32,
-    /// Its SMTP addresses, normalized with [`crate::normalize_address`];
-    /// the first is the primary address.
-    pub addresses: Vec<String>,
     /// Password hash from the directory, when auth verifies against it.
     pub password_hash: Option<String>,
     /// The `mailbox` block or directory entry.

@@ -38,14 +38,18 @@ fn connector(name: &str, line: u32, spaces: Vec<AddressSpace>) -> Connector {
     }
 }
 
-fn mailbox(name: &str, addresses: &[&str], line: u32) -> Mailbox {
-    Mailbox {
+/// A mailbox on backend 0, and its addresses for the recipient table.
+fn mailbox(name: &str, addresses: &[&str], line: u32) -> (Mailbox, Vec<String>) {
+    let mailbox = Mailbox {
         name: name.to_owned(),
         backend: 0,
-        addresses: addresses.iter().map(|a| normalize_address(a)).collect(),
         password_hash: None,
         source: src(line),
-    }
+    };
+    (
+        mailbox,
+        addresses.iter().map(|a| normalize_address(a)).collect(),
+    )
 }
 
 /// The test plan: two local domains, three mailboxes, two nested groups
@@ -119,15 +123,16 @@ pub fn sample_plan() -> Plan {
         name: "example.org".into(),
         source: src(11),
     });
-    plan.mailboxes.push(mailbox(
-        "alice",
-        &["alice@example.com", "a.smith@example.com"],
-        20,
-    ));
-    plan.mailboxes
-        .push(mailbox("bob", &["bob@example.org"], 21));
-    plan.mailboxes
-        .push(mailbox("carol", &["carol@example.org"], 22));
+    let mut entries = Vec::new();
+    for (mailbox, addresses) in [
+        mailbox("alice", &["alice@example.com", "a.smith@example.com"], 20),
+        mailbox("bob", &["bob@example.org"], 21),
+        mailbox("carol", &["carol@example.org"], 22),
+    ] {
+        let target = Target::Mailbox(plan.mailboxes.len() as u32);
+        entries.extend(addresses.into_iter().map(|a| (a, target)));
+        plan.mailboxes.push(mailbox);
+    }
     plan.groups.push(Group {
         name: "sales".into(),
         members: vec![
@@ -150,12 +155,6 @@ pub fn sample_plan() -> Plan {
         ],
         source: src(31),
     });
-    let mut entries = Vec::new();
-    for (i, m) in plan.mailboxes.iter().enumerate() {
-        for a in &m.addresses {
-            entries.push((a.clone(), Target::Mailbox(i as u32)));
-        }
-    }
     entries.push(("sales@example.com".into(), Target::Group(0)));
     entries.push(("team@example.com".into(), Target::Group(1)));
     plan.recipients = RecipientTable::build(entries).expect("no duplicates");

@@ -51,7 +51,6 @@ fn plan() -> Plan {
         plan.mailboxes.push(Mailbox {
             name: name.into(),
             backend: 0,
-            addresses: vec![format!("{name}@local.example")],
             password_hash: None,
             source: src(line),
         });
