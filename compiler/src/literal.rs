@@ -3,6 +3,7 @@
 //! The grammar recognises their shape; these functions check their values and
 //! explain, in one sentence, what is wrong.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::ast::ipnet::Network;
@@ -114,7 +115,17 @@ pub fn duration_ms(digits: &str, unit: &str) -> Result<u64, String> {
 
 /// Checks and normalises a domain name: lowercase, no trailing dot, valid labels.
 pub fn domain(text: &str) -> Result<String, String> {
-    let name = text.strip_suffix('.').unwrap_or(text).to_lowercase();
+    domain_cow(text).map(Cow::into_owned)
+}
+
+/// [`domain`], borrowing `text` when it is already in normal form.
+fn domain_cow(text: &str) -> Result<Cow<'_, str>, String> {
+    let stripped = text.strip_suffix('.').unwrap_or(text);
+    let name = if stripped.len() == text.len() && !text.chars().any(char::is_uppercase) {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(stripped.to_lowercase())
+    };
     if name.is_empty() {
         return Err("the domain is empty".to_owned());
     }
@@ -147,6 +158,20 @@ pub fn domain(text: &str) -> Result<String, String> {
 
 /// Checks an SMTP address `local@domain` and normalises its domain.
 pub fn address(text: &str) -> Result<String, String> {
+    address_cow(text).map(Cow::into_owned)
+}
+
+/// [`address`] for an owned string: the string itself comes back when it
+/// is already in normal form, as nearly every address in a directory is.
+pub fn address_owned(text: String) -> Result<String, String> {
+    match address_cow(&text)? {
+        Cow::Borrowed(_) => Ok(text),
+        Cow::Owned(normalized) => Ok(normalized),
+    }
+}
+
+/// [`address`], borrowing `text` when it is already in normal form.
+fn address_cow(text: &str) -> Result<Cow<'_, str>, String> {
     let Some((local, dom)) = text.rsplit_once('@') else {
         return Err(format!("`{text}` is not an address: it has no `@`"));
     };
@@ -170,7 +195,10 @@ pub fn address(text: &str) -> Result<String, String> {
             bad.escape_default()
         ));
     }
-    Ok(format!("{local}@{}", domain(dom)?))
+    match domain_cow(dom)? {
+        Cow::Borrowed(_) => Ok(Cow::Borrowed(text)),
+        Cow::Owned(normalized) => Ok(Cow::Owned(format!("{local}@{normalized}"))),
+    }
 }
 
 /// Checks an address pattern: `*`, `*.suffix`, `domain`, `local@domain` or `*@domain`.
@@ -227,6 +255,23 @@ mod tests {
             network(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)), "8").map(|n| n.prefix),
             Ok(8)
         );
+    }
+
+    #[test]
+    fn owned_addresses_come_back_normalized() {
+        assert_eq!(
+            address_owned("a@x.example".to_owned()),
+            Ok("a@x.example".to_owned())
+        );
+        assert_eq!(
+            address_owned("A@X.Example.".to_owned()),
+            Ok("A@x.example".to_owned())
+        );
+        assert_eq!(
+            address_owned("a@x.example.".to_owned()),
+            Ok("a@x.example".to_owned())
+        );
+        assert!(address_owned("a@x..example".to_owned()).is_err());
     }
 
     #[test]

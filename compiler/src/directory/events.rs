@@ -13,7 +13,7 @@ use toml_parser::decoder::{Encoding, ScalarKind};
 use toml_parser::parser::EventReceiver;
 use toml_parser::{ErrorSink, ParseError, Raw, Source};
 
-use super::{Entries, GroupEntry, MailboxEntry};
+use super::{checked_address, Entries, GroupEntry, MailboxEntry};
 use crate::source::{FileId, Span, Spanned};
 
 /// The entries of `text`, or `None` when the fast path does not apply.
@@ -37,9 +37,7 @@ pub(super) fn read(file: FileId, text: &str) -> Option<Entries> {
                 scope.spawn(move || {
                     let mut entries = Entries::default();
                     for &(start, end) in group {
-                        let piece = read_piece(file, &text[start..end], start)?;
-                        entries.mailboxes.extend(piece.mailboxes);
-                        entries.groups.extend(piece.groups);
+                        entries.append(read_piece(file, &text[start..end], start)?);
                     }
                     Some(entries)
                 })
@@ -52,9 +50,7 @@ pub(super) fn read(file: FileId, text: &str) -> Option<Entries> {
     });
     let mut entries = Entries::default();
     for result in results {
-        let piece = result?;
-        entries.mailboxes.extend(piece.mailboxes);
-        entries.groups.extend(piece.groups);
+        entries.append(result?);
     }
     Some(entries)
 }
@@ -329,12 +325,13 @@ impl EventReceiver for Collector<'_> {
             return self.fail();
         };
         if in_array {
-            let list = if field == Field::Members {
-                &mut table.members
+            if field == Field::Members {
+                table.members.get_or_insert_with(Vec::new).push(value);
             } else {
-                &mut table.addresses
-            };
-            list.get_or_insert_with(Vec::new).push(value);
+                // Checked here, on the reading thread, while the value is hot.
+                let checked = checked_address(value, &mut self.entries.diagnostics);
+                table.addresses.get_or_insert_with(Vec::new).extend(checked);
+            }
             return;
         }
         match field {
@@ -431,6 +428,28 @@ mod tests {
             serde_read(FileId(0), &text).map(|e| e.mailboxes.len()).ok(),
             Some(1)
         );
+    }
+
+    #[test]
+    fn invalid_addresses_are_reported_at_their_place_by_both_readers() {
+        let text = "[[mailbox]]\nname = \"a\"\nbackend = \"b\"\naddresses = [\"a@X.example\", \"no-at-sign\"]\n";
+        let fast = read(FileId(0), text).expect("plain shape");
+        let full = serde_read(FileId(0), text).ok().expect("valid TOML");
+        for entries in [&fast, &full] {
+            let kept: Vec<&str> = entries.mailboxes[0]
+                .addresses
+                .iter()
+                .map(|a| a.value.as_str())
+                .collect();
+            assert_eq!(kept, ["a@x.example"]);
+            let at: Vec<&str> = entries
+                .diagnostics
+                .iter()
+                .filter_map(|d| d.primary.as_ref())
+                .map(|l| &text[l.span.start as usize..l.span.end as usize])
+                .collect();
+            assert_eq!(at, ["\"no-at-sign\""]);
+        }
     }
 
     #[test]

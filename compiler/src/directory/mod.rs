@@ -44,6 +44,35 @@ struct GroupEntry {
 struct Entries {
     mailboxes: Vec<MailboxEntry>,
     groups: Vec<GroupEntry>,
+    /// Addresses that are not valid, found while reading.
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Entries {
+    /// Appends the entries of the next piece of the file.
+    fn append(&mut self, next: Entries) {
+        self.mailboxes.extend(next.mailboxes);
+        self.groups.extend(next.groups);
+        self.diagnostics.extend(next.diagnostics);
+    }
+}
+
+/// The address normalized, or `None` with its diagnostic recorded.
+fn checked_address(
+    raw: Spanned<String>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Spanned<String>> {
+    match literal::address_owned(raw.value) {
+        Ok(address) => Some(Spanned::new(address, raw.span)),
+        Err(message) => {
+            diagnostics.push(Diagnostic::error(
+                Code::Value,
+                message,
+                Label::new(raw.span, "invalid address"),
+            ));
+            None
+        }
+    }
 }
 
 const FIELDS: &[&str] = &[
@@ -76,25 +105,12 @@ pub fn read(db: &SourceDb, file: FileId, diagnostics: &mut Diagnostics, config: 
             }
         },
     };
-    let addresses = |list: Vec<Spanned<String>>, diagnostics: &mut Diagnostics| {
-        let mut out = Vec::with_capacity(list.len());
-        for raw in list {
-            match literal::address(&raw.value) {
-                Ok(address) => out.push(Spanned::new(address, raw.span)),
-                Err(message) => diagnostics.push(Diagnostic::error(
-                    Code::Value,
-                    message,
-                    Label::new(raw.span, "invalid address"),
-                )),
-            }
-        }
-        out
-    };
+    diagnostics.extend(entries.diagnostics);
     config.mailboxes.reserve(entries.mailboxes.len());
     for entry in entries.mailboxes {
         let span = entry.name.span;
         config.mailboxes.push(Mailbox {
-            addresses: addresses(entry.addresses, diagnostics),
+            addresses: entry.addresses,
             backend: entry.backend,
             password: entry.password,
             name: entry.name,
@@ -104,7 +120,7 @@ pub fn read(db: &SourceDb, file: FileId, diagnostics: &mut Diagnostics, config: 
     for entry in entries.groups {
         let span = entry.name.span;
         config.groups.push(Group {
-            addresses: addresses(entry.addresses, diagnostics),
+            addresses: entry.addresses,
             members: entry.members,
             name: entry.name,
             span,
@@ -153,28 +169,30 @@ fn serde_read(file: FileId, text: &str) -> Result<Entries, toml::de::Error> {
         let range = s.span();
         Spanned::new(s.into_inner(), Span::new(file, range.start, range.end))
     };
-    let list = |l: Vec<toml::Spanned<String>>| l.into_iter().map(spanned).collect();
-    Ok(Entries {
-        mailboxes: parsed
-            .mailbox
-            .into_iter()
-            .map(|m| MailboxEntry {
-                name: spanned(m.name),
-                backend: spanned(m.backend),
-                addresses: list(m.addresses),
-                password: m.password.map(spanned),
-            })
-            .collect(),
-        groups: parsed
-            .group
-            .into_iter()
-            .map(|g| GroupEntry {
-                name: spanned(g.name),
-                addresses: list(g.addresses),
-                members: list(g.members),
-            })
-            .collect(),
-    })
+    let mut entries = Entries::default();
+    let addresses = |list: Vec<toml::Spanned<String>>, entries: &mut Entries| {
+        list.into_iter()
+            .filter_map(|a| checked_address(spanned(a), &mut entries.diagnostics))
+            .collect()
+    };
+    for m in parsed.mailbox {
+        let addresses = addresses(m.addresses, &mut entries);
+        entries.mailboxes.push(MailboxEntry {
+            name: spanned(m.name),
+            backend: spanned(m.backend),
+            addresses,
+            password: m.password.map(spanned),
+        });
+    }
+    for g in parsed.group {
+        let addresses = addresses(g.addresses, &mut entries);
+        entries.groups.push(GroupEntry {
+            name: spanned(g.name),
+            addresses,
+            members: g.members.into_iter().map(spanned).collect(),
+        });
+    }
+    Ok(entries)
 }
 
 fn toml_error(file: FileId, text: &str, error: &toml::de::Error) -> Diagnostic {
