@@ -434,7 +434,7 @@ mod tests {
     fn invalid_addresses_are_reported_at_their_place_by_both_readers() {
         let text = "[[mailbox]]\nname = \"a\"\nbackend = \"b\"\naddresses = [\"a@X.example\", \"no-at-sign\"]\n";
         let fast = read(FileId(0), text).expect("plain shape");
-        let full = serde_read(FileId(0), text).ok().expect("valid TOML");
+        let full = serde_read(FileId(0), text).expect("valid TOML");
         for entries in [&fast, &full] {
             let kept: Vec<&str> = entries.mailboxes[0]
                 .addresses
