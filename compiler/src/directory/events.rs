@@ -13,7 +13,8 @@ use toml_parser::decoder::{Encoding, ScalarKind};
 use toml_parser::parser::EventReceiver;
 use toml_parser::{ErrorSink, ParseError, Raw, Source};
 
-use super::{checked_address, Entries, GroupEntry, MailboxEntry};
+use super::{checked_address, Entries};
+use crate::ast::{Group, Mailbox};
 use crate::source::{FileId, Span, Spanned};
 
 /// The entries of `text`, or `None` when the fast path does not apply.
@@ -203,7 +204,8 @@ impl Collector<'_, '_> {
                 let Some(backend) = table.backend else {
                     return self.fail();
                 };
-                self.entries.mailboxes.push(MailboxEntry {
+                self.entries.mailboxes.push(Mailbox {
+                    span: name.span,
                     name,
                     backend,
                     addresses: table.addresses.unwrap_or_default(),
@@ -213,7 +215,8 @@ impl Collector<'_, '_> {
             (Some(Kind::Group), Some(name))
                 if table.backend.is_none() && table.password.is_none() =>
             {
-                self.entries.groups.push(GroupEntry {
+                self.entries.groups.push(Group {
+                    span: name.span,
                     name,
                     addresses: table.addresses.unwrap_or_default(),
                     members: table.members.unwrap_or_default(),

@@ -24,26 +24,11 @@ use crate::suggest;
 
 mod events;
 
-/// One `[[mailbox]]` table, as either reader found it.
-struct MailboxEntry {
-    name: Spanned<String>,
-    backend: Spanned<String>,
-    addresses: Vec<Spanned<String>>,
-    password: Option<Spanned<String>>,
-}
-
-/// One `[[group]]` table.
-struct GroupEntry {
-    name: Spanned<String>,
-    addresses: Vec<Spanned<String>>,
-    members: Vec<Spanned<String>>,
-}
-
 /// Everything in one directory file.
 #[derive(Default)]
 struct Entries {
-    mailboxes: Vec<MailboxEntry>,
-    groups: Vec<GroupEntry>,
+    mailboxes: Vec<Mailbox>,
+    groups: Vec<Group>,
     /// Addresses that are not valid, found while reading.
     diagnostics: Vec<Diagnostic>,
 }
@@ -106,26 +91,12 @@ pub fn read(db: &SourceDb, file: FileId, diagnostics: &mut Diagnostics, config: 
         },
     };
     diagnostics.extend(entries.diagnostics);
-    config.mailboxes.reserve(entries.mailboxes.len());
-    for entry in entries.mailboxes {
-        let span = entry.name.span;
-        config.mailboxes.push(Mailbox {
-            addresses: entry.addresses,
-            backend: entry.backend,
-            password: entry.password,
-            name: entry.name,
-            span,
-        });
+    if config.mailboxes.is_empty() {
+        config.mailboxes = entries.mailboxes;
+    } else {
+        config.mailboxes.extend(entries.mailboxes);
     }
-    for entry in entries.groups {
-        let span = entry.name.span;
-        config.groups.push(Group {
-            addresses: entry.addresses,
-            members: entry.members,
-            name: entry.name,
-            span,
-        });
-    }
+    config.groups.extend(entries.groups);
 }
 
 mod serde_form {
@@ -177,8 +148,10 @@ fn serde_read(file: FileId, text: &str) -> Result<Entries, toml::de::Error> {
     };
     for m in parsed.mailbox {
         let addresses = addresses(m.addresses, &mut entries);
-        entries.mailboxes.push(MailboxEntry {
-            name: spanned(m.name),
+        let name = spanned(m.name);
+        entries.mailboxes.push(Mailbox {
+            span: name.span,
+            name,
             backend: spanned(m.backend),
             addresses,
             password: m.password.map(spanned),
@@ -186,8 +159,10 @@ fn serde_read(file: FileId, text: &str) -> Result<Entries, toml::de::Error> {
     }
     for g in parsed.group {
         let addresses = addresses(g.addresses, &mut entries);
-        entries.groups.push(GroupEntry {
-            name: spanned(g.name),
+        let name = spanned(g.name);
+        entries.groups.push(Group {
+            span: name.span,
+            name,
             addresses,
             members: g.members.into_iter().map(spanned).collect(),
         });
