@@ -141,14 +141,19 @@ impl Plan {
     pub fn encode(&self) -> Encoded {
         // Every plan type is a plain struct or enum with known-length
         // sequences, which postcard always serializes.
-        let body = postcard::to_allocvec(self).expect("plan types always serialize");
-        let checksum = crc32fast::hash(&body);
-        let mut bytes = Vec::with_capacity(HEADER_LEN + body.len());
-        bytes.extend_from_slice(&MAGIC);
-        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&checksum.to_le_bytes());
-        bytes.extend_from_slice(&body);
+        // The body is written behind a header whose length and checksum
+        // are filled in afterwards: one buffer, no copy of a large body.
+        let mut bytes = vec![0; HEADER_LEN];
+        bytes[..MAGIC.len()].copy_from_slice(&MAGIC);
+        bytes = postcard::to_extend(self, bytes).expect("plan types always serialize");
+        let body_len = (bytes.len() - HEADER_LEN) as u64;
+        let checksum = crc32fast::hash(&bytes[HEADER_LEN..]);
+        let version_at = MAGIC.len();
+        let len_at = version_at + 2;
+        let checksum_at = len_at + 8;
+        bytes[version_at..len_at].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes[len_at..checksum_at].copy_from_slice(&body_len.to_le_bytes());
+        bytes[checksum_at..HEADER_LEN].copy_from_slice(&checksum.to_le_bytes());
         Encoded { bytes, checksum }
     }
 

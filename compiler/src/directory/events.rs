@@ -277,6 +277,15 @@ impl EventReceiver for Collector<'_, '_> {
             self.fail();
         }
         self.in_array = true;
+        // The list exists from its `[` on, so a repeated key is caught even
+        // after an empty list; most mailboxes have one or two addresses.
+        if let Some(table) = self.table.as_mut() {
+            match self.field {
+                Some(Field::Members) => table.members = Some(Vec::new()),
+                Some(Field::Addresses) => table.addresses = Some(Vec::with_capacity(2)),
+                _ => {}
+            }
+        }
         true
     }
 
@@ -480,6 +489,7 @@ mod tests {
         for text in [
             "[mailbox]\nname = \"a\"\n",
             "[[mailbox]]\nname = \"a\"\nbackend = \"b\"\nname = \"c\"\n",
+            "[[mailbox]]\nname = \"a\"\nbackend = \"b\"\naddresses = []\naddresses = [\"a@x\"]\n",
             "[[mailbox]]\nname = \"a\"\nbackend = \"b\"\nadresses = []\n",
             "[[mailbox]]\nname = 1\nbackend = \"b\"\n",
             "[[mailbox]]\nname.x = \"a\"\nbackend = \"b\"\n",
