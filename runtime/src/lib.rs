@@ -4,5 +4,6 @@
 //! protocol cores are I/O-free state machines ([`smtp`]); durable state lives
 //! in the [`spool`].
 
+pub mod auth;
 pub mod smtp;
 pub mod spool;
