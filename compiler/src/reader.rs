@@ -16,7 +16,8 @@ use crate::source::{FileId, SourceDb, SourceKind, Span, Spanned};
 use crate::suggest;
 use crate::syntax::{self, Statement};
 
-const TOP: &[&str] = &[
+/// Every top-level statement keyword.
+pub const TOP: &[&str] = &[
     "gateway",
     "tls",
     "listener",
@@ -1036,20 +1037,11 @@ impl Reader<'_> {
     }
 
     fn ndr(&mut self, stmt: &Statement) -> Read<()> {
-        Args::new(stmt).end()?;
-        let mut ndr = Ndr {
-            copy_to: Vec::new(),
+        let copy_to = self.list_block(stmt, "copy-to", |args| args.address())?;
+        self.config.ndr = Some(Ndr {
+            copy_to,
             span: stmt.keyword.span,
-        };
-        for (_, inner) in self.block(stmt, &["copy-to"], &[])? {
-            let mut args = Args::new(inner);
-            let result = args.list(Args::address).and_then(|list| {
-                ndr.copy_to.extend(list);
-                args.end()
-            });
-            self.report(result);
-        }
-        self.config.ndr = Some(ndr);
+        });
         Ok(())
     }
 
@@ -1113,21 +1105,33 @@ impl Reader<'_> {
     }
 
     fn dns(&mut self, stmt: &Statement) -> Read<()> {
-        Args::new(stmt).end()?;
-        let mut dns = Dns {
-            servers: Vec::new(),
+        let servers = self.list_block(stmt, "server", |args| args.socket())?;
+        self.config.dns = Some(Dns {
+            servers,
             span: stmt.keyword.span,
-        };
-        for (_, inner) in self.block(stmt, &["server"], &[])? {
+        });
+        Ok(())
+    }
+
+    /// A block whose statements are all `keyword` followed by a list of
+    /// values: the values of all of them, in order.
+    fn list_block<T>(
+        &mut self,
+        stmt: &Statement,
+        keyword: &'static str,
+        item: fn(&mut Args<'_>) -> Read<Spanned<T>>,
+    ) -> Read<Vec<Spanned<T>>> {
+        Args::new(stmt).end()?;
+        let mut values = Vec::new();
+        for (_, inner) in self.block(stmt, &[keyword], &[])? {
             let mut args = Args::new(inner);
-            let result = args.list(Args::socket).and_then(|list| {
-                dns.servers.extend(list);
+            let result = args.list(item).and_then(|list| {
+                values.extend(list);
                 args.end()
             });
             self.report(result);
         }
-        self.config.dns = Some(dns);
-        Ok(())
+        Ok(values)
     }
 }
 

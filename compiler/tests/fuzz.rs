@@ -55,29 +55,18 @@ fn check_as_example(text: &str) -> Compilation {
     mailgw_compiler::check_text(&repo_root().join("examples/fuzzed.mailgw"), text)
 }
 
-/// The language's vocabulary: keywords, literals of every kind, and the
-/// punctuation between them.
-const TOKENS: &[&str] = &[
-    "gateway",
-    "tls",
-    "listener",
-    "backend",
-    "domain",
-    "mailbox",
-    "group",
-    "directory",
-    "auth",
-    "connector",
-    "relay",
-    "unknown-recipients",
-    "journal",
-    "disclaimer",
-    "filter",
-    "ndr",
-    "queue",
-    "log",
-    "dns",
-    "include",
+/// Every token the generators draw from: the top-level keywords and [`WORDS`].
+fn tokens() -> Vec<&'static str> {
+    mailgw_compiler::reader::TOP
+        .iter()
+        .chain(WORDS)
+        .copied()
+        .collect()
+}
+
+/// The language's vocabulary besides the top-level keywords: block
+/// keywords, literals of every kind, and the punctuation between them.
+const WORDS: &[&str] = &[
     "hostname",
     "postmaster",
     "max-message-size",
@@ -213,7 +202,7 @@ const TOKENS: &[&str] = &[
 ];
 
 fn token_soup() -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(TOKENS), 0..80).prop_map(|tokens| {
+    prop::collection::vec(prop::sample::select(tokens()), 0..80).prop_map(|tokens| {
         let mut text = String::new();
         for token in tokens {
             text.push_str(token);
@@ -311,8 +300,8 @@ proptest! {
 
     #[test]
     fn statements_with_blocks(
-        head in prop::collection::vec(prop::sample::select(TOKENS), 1..4),
-        body in prop::collection::vec(prop::collection::vec(prop::sample::select(TOKENS), 1..5), 0..6),
+        head in prop::collection::vec(prop::sample::select(tokens()), 1..4),
+        body in prop::collection::vec(prop::collection::vec(prop::sample::select(tokens()), 1..5), 0..6),
     ) {
         // `keyword value { keyword value; keyword value }`: shapes that get past
         // the grammar and into the reader and the checks more often than soup.
