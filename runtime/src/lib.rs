@@ -5,5 +5,7 @@
 //! in the [`spool`].
 
 pub mod auth;
+pub mod server;
 pub mod smtp;
 pub mod spool;
+pub mod tls;
