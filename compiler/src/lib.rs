@@ -14,6 +14,7 @@ pub mod directory;
 pub mod explain;
 pub mod literal;
 pub mod lower;
+pub mod name_table;
 pub mod reader;
 pub mod source;
 pub mod suggest;

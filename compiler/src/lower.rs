@@ -18,7 +18,7 @@
 //! - it is linear in the size of the configuration: names are looked up in
 //!   maps, never by scanning.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 use mailgw_plan::{
@@ -31,6 +31,7 @@ use mailgw_plan::{
 };
 
 use crate::ast::{self, Config};
+use crate::name_table::NameTable;
 use crate::source::{FileId, SourceDb, Span};
 
 /// The host name used when the configuration has no `gateway { hostname }`.
@@ -155,12 +156,8 @@ pub fn lower(db: &SourceDb, config: &Config) -> Plan {
 }
 
 /// Name → index of the first item with that name.
-fn names<'a>(items: impl Iterator<Item = &'a str>) -> BTreeMap<&'a str, u32> {
-    let mut map = BTreeMap::new();
-    for (i, name) in items.enumerate() {
-        map.entry(name).or_insert(index(i));
-    }
-    map
+fn names<'a>(items: impl Iterator<Item = &'a str>) -> NameTable<'a, u32> {
+    NameTable::from_indexed(items.enumerate().map(|(i, name)| (name, index(i))))
 }
 
 /// An index as stored in the plan. A configuration never has 2^32 items of
@@ -171,8 +168,8 @@ fn index(i: usize) -> u32 {
 
 /// Mailbox and group names, for group members and delivery restrictions.
 struct Recipients<'a> {
-    mailboxes: BTreeMap<&'a str, u32>,
-    groups: BTreeMap<&'a str, u32>,
+    mailboxes: NameTable<'a, u32>,
+    groups: NameTable<'a, u32>,
 }
 
 /// The state of one lowering: the sources and the source map being built.
@@ -274,7 +271,7 @@ impl<'a> Lowering<'a> {
     fn listener(
         &mut self,
         listener: &ast::Listener,
-        tls_names: &BTreeMap<&str, u32>,
+        tls_names: &NameTable<'_, u32>,
     ) -> Option<Listener> {
         let tls = match &listener.tls {
             None => ListenerTls {
@@ -388,7 +385,7 @@ impl<'a> Lowering<'a> {
     fn mailbox(
         &mut self,
         mailbox: &ast::Mailbox,
-        backends: &BTreeMap<&str, u32>,
+        backends: &NameTable<'_, u32>,
     ) -> Option<Mailbox> {
         let backend = *backends.get(mailbox.backend.value.as_str())?;
         Some(Mailbox {

@@ -4,10 +4,9 @@
 //! none stops the others. A check never panics on a configuration the reader
 //! accepted, however wrong: missing parts are simply skipped.
 
-use std::collections::BTreeMap;
-
 use crate::ast::Config;
 use crate::diagnostic::{Diagnostic, Diagnostics};
+pub use crate::name_table::NameTable;
 use crate::source::SourceDb;
 
 mod addresses;
@@ -43,31 +42,24 @@ pub struct Context<'a> {
 #[derive(Default)]
 pub struct Names<'a> {
     /// TLS profiles.
-    pub tls: BTreeMap<&'a str, usize>,
+    pub tls: NameTable<'a>,
     /// Listeners.
-    pub listeners: BTreeMap<&'a str, usize>,
+    pub listeners: NameTable<'a>,
     /// Backends.
-    pub backends: BTreeMap<&'a str, usize>,
+    pub backends: NameTable<'a>,
     /// Mailboxes.
-    pub mailboxes: BTreeMap<&'a str, usize>,
+    pub mailboxes: NameTable<'a>,
     /// Groups.
-    pub groups: BTreeMap<&'a str, usize>,
+    pub groups: NameTable<'a>,
     /// Connectors.
-    pub connectors: BTreeMap<&'a str, usize>,
+    pub connectors: NameTable<'a>,
 }
 
 impl<'a> Names<'a> {
     /// Builds the tables of a configuration.
     pub fn new(config: &'a Config) -> Names<'a> {
-        fn table<'a, T>(
-            items: &'a [T],
-            name: impl Fn(&'a T) -> &'a str,
-        ) -> BTreeMap<&'a str, usize> {
-            let mut map = BTreeMap::new();
-            for (i, item) in items.iter().enumerate() {
-                map.entry(name(item)).or_insert(i);
-            }
-            map
+        fn table<'a, T>(items: &'a [T], name: impl Fn(&'a T) -> &'a str) -> NameTable<'a> {
+            NameTable::new(items.iter().map(name))
         }
         Names {
             tls: table(&config.tls, |t| &t.name.value),

@@ -15,11 +15,11 @@
 //! help suggests the closest defined name of that kind when one is likely a
 //! typo, and otherwise lists a few defined names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
 
-use super::Context;
+use super::{Context, NameTable};
 use crate::ast::SenderRef;
 use crate::diagnostic::{Code, Diagnostic, Label};
 use crate::source::{Span, Spanned};
@@ -95,7 +95,7 @@ struct Kind<'n> {
     /// `backends`, `TLS profiles`, ...
     plural: &'static str,
     /// The tables of defined names, each sorted.
-    names: Vec<&'n BTreeMap<&'n str, usize>>,
+    names: Vec<&'n NameTable<'n>>,
     /// How to define one, with `{}` for the name.
     example: &'static str,
 }
@@ -107,7 +107,7 @@ impl Kind<'_> {
 
     /// The help line for an unknown `name` of this kind.
     fn help(&self, name: &str) -> String {
-        let candidates = || self.names.iter().flat_map(|n| n.keys().copied());
+        let candidates = || self.names.iter().flat_map(|n| n.keys());
         if let Some(close) = suggest::closest(name, candidates()) {
             return format!("did you mean `{close}`?");
         }
