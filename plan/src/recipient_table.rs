@@ -93,12 +93,18 @@ fn normalize_by_parsing(address: &str) -> String {
 /// hash first keeps the table independent of the input order while keys,
 /// which share long prefixes, are compared only on hash ties.
 fn by_hash(entries: Vec<(String, Target)>) -> Vec<(u64, String, Target)> {
-    let mut entries: Vec<(u64, String, Target)> = entries
+    // The input position breaks ties between equal keys, so an unstable
+    // sort (no merge buffer) keeps them in input order.
+    let mut entries: Vec<(u64, String, usize, Target)> = entries
         .into_iter()
-        .map(|(key, target)| (fnv1a(key.as_bytes()), key, target))
+        .enumerate()
+        .map(|(position, (key, target))| (fnv1a(key.as_bytes()), key, position, target))
         .collect();
-    entries.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    entries.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
     entries
+        .into_iter()
+        .map(|(hash, key, _, target)| (hash, key, target))
+        .collect()
 }
 
 /// FNV-1a, 64 bit: fixed and seedless, so the table is the same on every
