@@ -129,12 +129,7 @@ impl SourceDb {
     /// Adds a file's text and returns its id.
     pub fn add(&mut self, path: &Path, name: String, text: String, kind: SourceKind) -> FileId {
         let mut line_starts = vec![0];
-        line_starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|&(_, b)| b == b'\n')
-                .map(|(i, _)| i as u32 + 1),
-        );
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i as u32 + 1));
         self.files.push(SourceFile {
             path: path.to_path_buf(),
             name,
