@@ -150,7 +150,7 @@ fn input_pipelined_after_starttls_is_dropped() {
 fn per_client_limit_answers_421() {
     let gw = Gateway::start_with("max-per-client 2", "");
     // The harness's probe connection must be gone first.
-    gw.wait_log("closed", 1);
+    gw.wait_sessions_ended(1);
     let mut held: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(("127.0.0.1", gw.smtp)).expect("connect"))
         .collect();

@@ -197,6 +197,22 @@ impl Gateway {
         panic!("the log never said {text:?} {times} times:\n{}", self.log());
     }
 
+    /// Waits until `times` sessions ended, cleanly or not.
+    pub fn wait_sessions_ended(&self, times: usize) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            let log = self.log();
+            if log.matches(" closed session=").count()
+                + log.matches(" connection lost session=").count()
+                >= times
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{times} sessions never ended:\n{}", self.log());
+    }
+
     /// Sends a signal by name (`TERM`, `INT`, `HUP`, `KILL`).
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
