@@ -1,15 +1,21 @@
 //! The [`Authenticator`]: one per process, shared by every session.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use mailgw_plan::Plan;
+use mailgw_plan::{normalize_address, Plan, Target, Verify};
+use tracing::{info, warn};
+
+use super::failures::FailureTable;
+use super::hash::{self, Check};
+use super::imap::{self, Login};
 
 /// The answer to a login attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// The password is right for this mailbox (an index into
-    /// [`Plan::mailboxes`]).
+    /// The password is right for this mailbox.
     Accepted {
         /// Index into [`Plan::mailboxes`].
         mailbox: u32,
@@ -25,25 +31,137 @@ pub enum Verdict {
 pub struct Authenticator {
     /// The plan: mailboxes, backends and the verification method.
     plan: Arc<Plan>,
+    /// Mailbox names to indexes, for logins by name.
+    names: HashMap<String, u32>,
+    /// Failed logins per client.
+    failures: Mutex<FailureTable>,
 }
 
 impl Authenticator {
+    /// How long a failed login counts against its client.
+    pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+    /// Most clients whose failures are remembered; the oldest go first.
+    pub const MAX_TRACKED_CLIENTS: usize = 65_536;
+
     /// An authenticator for `plan`.
     pub fn new(plan: Arc<Plan>) -> Authenticator {
-        Authenticator { plan }
+        let mut names = HashMap::with_capacity(plan.mailboxes.len());
+        for (index, mailbox) in plan.mailboxes.iter().enumerate() {
+            if let Ok(index) = u32::try_from(index) {
+                names.entry(mailbox.name.clone()).or_insert(index);
+            }
+        }
+        Authenticator {
+            plan,
+            names,
+            failures: Mutex::new(FailureTable::new(
+                Self::FAILURE_WINDOW,
+                Self::MAX_TRACKED_CLIENTS,
+            )),
+        }
     }
 
     /// Checks a login. `username` may be the mailbox name or any of its
     /// addresses.
     pub async fn verify(&self, username: &str, password: &str, client: IpAddr) -> Verdict {
-        let _ = (username, password, client, &self.plan);
-        Verdict::Unavailable
+        let mailbox = self.find(username);
+        let verdict = match self.plan.auth.verify {
+            Verify::Directory => self.verify_directory(mailbox, password).await,
+            Verify::BackendImap => self.verify_imap(mailbox, password, client).await,
+        };
+        let outcome = match verdict {
+            Verdict::Accepted { .. } => {
+                self.table().clear(client);
+                "accepted"
+            }
+            Verdict::Rejected => {
+                self.table().record(client, Instant::now());
+                "rejected"
+            }
+            Verdict::Unavailable => "unavailable",
+        };
+        info!(user = username, %client, outcome, "login");
+        verdict
     }
 
     /// Failed attempts recorded for this client in the current window (for
     /// the session's per-client limit).
     pub fn failures(&self, client: IpAddr) -> u32 {
-        let _ = client;
-        0
+        self.table().count(client, Instant::now())
+    }
+
+    /// The failure table; a panic elsewhere while holding the lock leaves
+    /// counts that are still usable.
+    fn table(&self) -> std::sync::MutexGuard<'_, FailureTable> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The mailbox `username` names: a mailbox name, or an address of one.
+    fn find(&self, username: &str) -> Option<u32> {
+        if let Some(&index) = self.names.get(username) {
+            return Some(index);
+        }
+        if !username.contains('@') {
+            return None;
+        }
+        match self.plan.recipients.lookup(&normalize_address(username))? {
+            Target::Mailbox(index) => Some(index),
+            Target::Group(_) => None,
+        }
+    }
+
+    /// Checks the password against the mailbox's stored hash. Every way to
+    /// fail costs one argon2 check at least, so timing does not tell which
+    /// users exist.
+    async fn verify_directory(&self, mailbox: Option<u32>, password: &str) -> Verdict {
+        let stored = mailbox.and_then(|index| {
+            let entry = self.plan.mailboxes.get(usize::try_from(index).ok()?)?;
+            Some((index, entry.password_hash.clone()?))
+        });
+        let password = password.to_owned();
+        let task = tokio::task::spawn_blocking(move || match stored {
+            Some((index, stored)) => match hash::check(&stored, &password) {
+                Check::Match => Verdict::Accepted { mailbox: index },
+                Check::Mismatch => Verdict::Rejected,
+                Check::Unsupported => {
+                    warn!(mailbox = index, "password hash in an unknown scheme");
+                    hash::check_dummy(&password);
+                    Verdict::Rejected
+                }
+            },
+            None => {
+                hash::check_dummy(&password);
+                Verdict::Rejected
+            }
+        });
+        task.await.unwrap_or(Verdict::Unavailable)
+    }
+
+    /// Logs in to the mailbox's backend over IMAP as the mailbox.
+    async fn verify_imap(&self, mailbox: Option<u32>, password: &str, client: IpAddr) -> Verdict {
+        let Some(index) = mailbox else {
+            return Verdict::Rejected;
+        };
+        let Some(entry) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.plan.mailboxes.get(i))
+        else {
+            return Verdict::Rejected;
+        };
+        let backend = usize::try_from(entry.backend)
+            .ok()
+            .and_then(|i| self.plan.backends.get(i));
+        let Some((backend, endpoint)) = backend.and_then(|b| Some((b, b.imap?))) else {
+            warn!(mailbox = %entry.name, "its backend has no IMAP endpoint to verify against");
+            return Verdict::Unavailable;
+        };
+        match imap::login(backend, endpoint, &entry.name, password).await {
+            Ok(Login::Ok) => Verdict::Accepted { mailbox: index },
+            Ok(Login::No) => Verdict::Rejected,
+            Err(e) => {
+                warn!(backend = %backend.name, %client, error = %e, "backend IMAP login failed");
+                Verdict::Unavailable
+            }
+        }
     }
 }
