@@ -214,9 +214,10 @@ impl Server {
     }
 
     async fn stop_accepting(&mut self) {
-        for (_, b) in std::mem::take(&mut self.bound) {
+        for (addr, b) in std::mem::take(&mut self.bound) {
             b.task.abort();
             let _ = b.task.await;
+            tracing::info!(listener = %b.key.name, address = %addr, "stopped accepting");
         }
     }
 
