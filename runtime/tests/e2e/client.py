@@ -116,7 +116,8 @@ def stream(port, count, out):
                     s.ehlo("client.test")
                     s.mail("a@remote.test")
                     s.rcpt("alice@example.test")
-                    body = MESSAGE + (b"line %d\r\n" % i) * 200
+                    body = MESSAGE + b"message %d\r\n" % i
+                    body += b"".join(b"line %d\r\n" % j for j in range(200))
                     code, text = s.data(body)
                     if code == 250:
                         log.write(text.decode().rsplit(" ", 1)[-1] + "\n")
