@@ -29,8 +29,11 @@ use crate::auth::{Authenticator, Verdict};
 use crate::smtp::{AuthOutcome, Session, SessionConfig, Step, Waiting};
 use crate::spool::Spool;
 
-/// Size of one read; the session bounds what it keeps.
-const READ_CHUNK: usize = 16 * 1024;
+/// Size of one read while waiting for a command: an idle session holds
+/// no more than this.
+const COMMAND_READ: usize = 2 * 1024;
+/// Size of one read during message data; the session bounds what it keeps.
+const DATA_READ: usize = 32 * 1024;
 /// Replies buffered beyond this are written out without waiting for a read.
 const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 /// Time allowed for a TLS handshake, within the session deadline.
@@ -191,7 +194,7 @@ impl Driver {
         if let Some(g) = greeting {
             out.extend_from_slice(&g.to_bytes());
         }
-        let mut buf = vec![0u8; READ_CHUNK];
+        let mut buf = vec![0u8; COMMAND_READ];
         // Start of the current data transfer and the octets received in it.
         let mut transfer: Option<(Instant, u64)> = None;
         let mut shutdown = self.ctx.shutdown.clone();
@@ -218,6 +221,11 @@ impl Driver {
                     };
                     if waiting == Waiting::Command {
                         transfer = None;
+                        if buf.len() != COMMAND_READ {
+                            buf = vec![0u8; COMMAND_READ];
+                        }
+                    } else if buf.len() != DATA_READ {
+                        buf = vec![0u8; DATA_READ];
                     }
                     let limit = (Instant::now() + per_read).min(self.deadline);
                     let read = tokio::select! {
