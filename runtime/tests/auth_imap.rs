@@ -1,0 +1,298 @@
+//! Verification by logging in to the backend over IMAP, against a real
+//! Dovecot started for the test (skipped with a message when `dovecot` is
+//! not installed; `scripts/test` installs it).
+
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mailgw_plan::{
+    Backend, Endpoint, EndpointTls, Mailbox, Plan, RecipientTable, SourceRef, Target, Verify,
+};
+use mailgw_runtime::auth::{Authenticator, Verdict};
+
+/// Passwords that would break a quoted string or inject a command.
+/// Dovecot refuses CR and LF in passwords ("password having illegal
+/// chars"), so those arrive intact but can never log in.
+const NASTY: &[(&str, &str)] = &[
+    ("plain", "plain-pass"),
+    ("quote", "a\"b\\c"),
+    ("utf8", "pässwörd ✓ 密码"),
+    ("braces", " {5}\\ ( ) \"\"*%"),
+];
+
+/// A password with CRLF that, sent as a quoted string or unchecked
+/// literal, would log in as `plain`.
+const CRLF: &str = "x\r\nb LOGOUT\r\nc LOGIN plain plain-pass";
+
+fn client() -> IpAddr {
+    IpAddr::from([192, 0, 2, 9])
+}
+
+/// Finds `name` in `PATH` or the sbin directories.
+fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A Dovecot instance of its own: config, sockets, state, log and mail all
+/// under a temporary directory; stopped on drop.
+struct Dovecot {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    doveadm: PathBuf,
+    port: u16,
+}
+
+impl Dovecot {
+    /// Starts Dovecot with a passwd-file of `(user, password)`, stored as
+    /// SHA512-CRYPT; `None` (with a message) when it is not installed or
+    /// this is not root (it switches to its own users).
+    fn start(users: &[(&str, &str)]) -> Option<Dovecot> {
+        let (Some(dovecot), Some(doveadm)) = (find_program("dovecot"), find_program("doveadm"))
+        else {
+            eprintln!("SKIPPED: dovecot is not installed (scripts/test installs dovecot-imapd)");
+            return None;
+        };
+        let uid = Command::new("id").arg("-u").output().ok()?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            eprintln!("SKIPPED: starting Dovecot needs root (it runs as dovecot/dovenull)");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        // Dovecot's unprivileged processes must reach the sockets and files.
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let mail = root.join("mail");
+        std::fs::create_dir(&mail).expect("mkdir");
+        std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let params = sha_crypt::Sha512Params::new(sha_crypt::ROUNDS_DEFAULT).expect("params");
+        let mut passwd = String::new();
+        for (user, password) in users {
+            let hash = sha_crypt::sha512_simple(password, &params).expect("hash");
+            passwd.push_str(&format!("{user}:{{SHA512-CRYPT}}{hash}\n"));
+        }
+        std::fs::write(root.join("passwd"), passwd).expect("passwd");
+        let port = free_port();
+        let r = root.display();
+        let config = root.join("dovecot.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "base_dir = {r}/run\n\
+                 state_dir = {r}/state\n\
+                 log_path = {r}/dovecot.log\n\
+                 ssl = no\n\
+                 listen = 127.0.0.1\n\
+                 protocols = imap\n\
+                 disable_plaintext_auth = no\n\
+                 auth_failure_delay = 0\n\
+                 login_trusted_networks = 127.0.0.0/8\n\
+                 auth_verbose = yes\n\
+                 default_internal_user = dovecot\n\
+                 default_login_user = dovenull\n\
+                 mail_location = maildir:{r}/mail/%u\n\
+                 passdb {{\n  driver = passwd-file\n  args = {r}/passwd\n}}\n\
+                 userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={r}/mail/%u\n}}\n\
+                 service imap-login {{\n\
+                 \x20 inet_listener imap {{\n    port = {port}\n  }}\n\
+                 \x20 inet_listener imaps {{\n    port = 0\n  }}\n\
+                 }}\n"
+            ),
+        )
+        .expect("config");
+        let status = Command::new(&dovecot)
+            .arg("-c")
+            .arg(&config)
+            .status()
+            .expect("run dovecot");
+        assert!(status.success(), "dovecot failed to start: {status}");
+        let dovecot = Dovecot {
+            dir,
+            config,
+            doveadm,
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not listen: {}",
+                dovecot.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(dovecot)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("dovecot.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.doveadm)
+            .arg("-c")
+            .arg(&self.config)
+            .arg("stop")
+            .status();
+    }
+}
+
+/// A plan with one backend at `port` and the mailboxes `names`, each with
+/// the address `NAME@example.test`, verified over IMAP.
+fn plan(port: u16, tls: EndpointTls, names: &[&str]) -> Arc<Plan> {
+    let mut plan = Plan::empty("mx.example.test");
+    plan.auth.verify = Verify::BackendImap;
+    plan.backends.push(Backend {
+        name: "store".into(),
+        host: "127.0.0.1".into(),
+        imap: Some(Endpoint { port, tls }),
+        pop3: None,
+        lmtp: None,
+        smtp: None,
+        forward_client: false,
+        ca: None,
+        source: SourceRef::new(0, 1),
+    });
+    let mut entries = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        plan.mailboxes.push(Mailbox {
+            name: (*name).to_owned(),
+            backend: 0,
+            password_hash: None,
+            source: SourceRef::new(0, 2),
+        });
+        entries.push((
+            format!("{name}@example.test"),
+            Target::Mailbox(index as u32),
+        ));
+    }
+    plan.recipients = RecipientTable::build(entries).expect("distinct addresses");
+    Arc::new(plan)
+}
+
+#[tokio::test]
+async fn dovecot_checks_nasty_passwords_sent_as_literals() {
+    let mut users = NASTY.to_vec();
+    users.push(("crlf", CRLF));
+    let Some(dovecot) = Dovecot::start(&users) else {
+        return;
+    };
+    let names: Vec<&str> = users.iter().map(|(user, _)| *user).collect();
+    let auth = Authenticator::new(plan(dovecot.port, EndpointTls::None, &names));
+    for (index, (user, password)) in NASTY.iter().enumerate() {
+        let mailbox = index as u32;
+        assert_eq!(
+            auth.verify(user, password, client()).await,
+            Verdict::Accepted { mailbox },
+            "{user}: {}",
+            dovecot.log()
+        );
+        let by_address = format!("{user}@example.test");
+        assert_eq!(
+            auth.verify(&by_address, password, client()).await,
+            Verdict::Accepted { mailbox },
+            "{by_address}"
+        );
+        let wrong = format!("{password}x");
+        assert_eq!(
+            auth.verify(user, &wrong, client()).await,
+            Verdict::Rejected,
+            "{user}"
+        );
+    }
+    // The CRLF password reaches Dovecot whole, as one password (which it
+    // refuses), and logs nobody in as `plain`.
+    let logins_as_plain = dovecot.log().matches("Login: user=<plain>").count();
+    assert_eq!(auth.verify("crlf", CRLF, client()).await, Verdict::Rejected);
+    let injection = "x\r\na LOGIN plain plain-pass";
+    assert_eq!(
+        auth.verify("quote", injection, client()).await,
+        Verdict::Rejected
+    );
+    let log = dovecot.log();
+    assert!(log.contains("password having illegal chars"), "{log}");
+    assert_eq!(
+        log.matches("Login: user=<plain>").count(),
+        logins_as_plain,
+        "{log}"
+    );
+    assert_eq!(
+        auth.verify("nobody", "plain-pass", client()).await,
+        Verdict::Rejected
+    );
+    // A success clears the count: the last user's wrong password and the
+    // three above.
+    assert_eq!(auth.failures(client()), 4);
+    // Every session ended with LOGOUT, not a dropped connection (the
+    // readiness probe of `Dovecot::start` logs `user=<>`).
+    let log = dovecot.log();
+    let dropped = log
+        .lines()
+        .filter(|l| l.contains("Connection closed") && !l.contains("user=<>"))
+        .count();
+    assert_eq!(dropped, 0, "{log}");
+}
+
+#[tokio::test]
+async fn backend_down_is_unavailable() {
+    let port = free_port();
+    let auth = Authenticator::new(plan(port, EndpointTls::None, &["user"]));
+    assert_eq!(
+        auth.verify("user", "pw", client()).await,
+        Verdict::Unavailable
+    );
+    // Not a failure of the client's.
+    assert_eq!(auth.failures(client()), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_backend_times_out() {
+    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Accepts and never says a word.
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let auth = Authenticator::new(plan(port, EndpointTls::None, &["user"]));
+    let start = tokio::time::Instant::now();
+    assert_eq!(
+        auth.verify("user", "pw", client()).await,
+        Verdict::Unavailable
+    );
+    assert!(start.elapsed() >= Duration::from_secs(10));
+    server.abort();
+}
+
+#[tokio::test]
+async fn backend_without_imap_is_unavailable() {
+    let mut plan = (*plan(1, EndpointTls::None, &["user"])).clone();
+    plan.backends[0].imap = None;
+    let auth = Authenticator::new(Arc::new(plan));
+    assert_eq!(
+        auth.verify("user", "pw", client()).await,
+        Verdict::Unavailable
+    );
+}
