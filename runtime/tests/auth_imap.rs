@@ -57,6 +57,8 @@ struct Dovecot {
     config: PathBuf,
     doveadm: PathBuf,
     port: u16,
+    /// The implicit-TLS port, when started with TLS.
+    imaps: u16,
 }
 
 impl Dovecot {
@@ -64,6 +66,12 @@ impl Dovecot {
     /// SHA512-CRYPT; `None` (with a message) when it is not installed or
     /// this is not root (it switches to its own users).
     fn start(users: &[(&str, &str)]) -> Option<Dovecot> {
+        Dovecot::start_with(users, None)
+    }
+
+    /// Like [`Dovecot::start`]; with `tls` (certificate and key PEM) it
+    /// offers STARTTLS on the IMAP port and implicit TLS on another.
+    fn start_with(users: &[(&str, &str)], tls: Option<(&str, &str)>) -> Option<Dovecot> {
         let (Some(dovecot), Some(doveadm)) = (find_program("dovecot"), find_program("doveadm"))
         else {
             eprintln!("SKIPPED: dovecot is not installed (scripts/test installs dovecot-imapd)");
@@ -89,6 +97,16 @@ impl Dovecot {
         }
         std::fs::write(root.join("passwd"), passwd).expect("passwd");
         let port = free_port();
+        let imaps = if tls.is_some() { free_port() } else { 0 };
+        let ssl = match tls {
+            Some((cert, key)) => {
+                std::fs::write(root.join("cert.pem"), cert).expect("cert");
+                std::fs::write(root.join("key.pem"), key).expect("key");
+                let r = root.display();
+                format!("ssl = yes\nssl_cert = <{r}/cert.pem\nssl_key = <{r}/key.pem\n")
+            }
+            None => "ssl = no\n".to_owned(),
+        };
         let r = root.display();
         let config = root.join("dovecot.conf");
         std::fs::write(
@@ -97,7 +115,7 @@ impl Dovecot {
                 "base_dir = {r}/run\n\
                  state_dir = {r}/state\n\
                  log_path = {r}/dovecot.log\n\
-                 ssl = no\n\
+                 {ssl}\
                  listen = 127.0.0.1\n\
                  protocols = imap\n\
                  disable_plaintext_auth = no\n\
@@ -111,7 +129,7 @@ impl Dovecot {
                  userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={r}/mail/%u\n}}\n\
                  service imap-login {{\n\
                  \x20 inet_listener imap {{\n    port = {port}\n  }}\n\
-                 \x20 inet_listener imaps {{\n    port = 0\n  }}\n\
+                 \x20 inet_listener imaps {{\n    port = {imaps}\n  }}\n\
                  }}\n"
             ),
         )
@@ -127,6 +145,7 @@ impl Dovecot {
             config,
             doveadm,
             port,
+            imaps,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
@@ -158,6 +177,11 @@ impl Drop for Dovecot {
 /// A plan with one backend at `port` and the mailboxes `names`, each with
 /// the address `NAME@example.test`, verified over IMAP.
 fn plan(port: u16, tls: EndpointTls, names: &[&str]) -> Arc<Plan> {
+    plan_with_ca(port, tls, None, names)
+}
+
+/// Like [`plan`], trusting the CA certificate in the file `ca`.
+fn plan_with_ca(port: u16, tls: EndpointTls, ca: Option<String>, names: &[&str]) -> Arc<Plan> {
     let mut plan = Plan::empty("mx.example.test");
     plan.auth.verify = Verify::BackendImap;
     plan.backends.push(Backend {
@@ -168,7 +192,7 @@ fn plan(port: u16, tls: EndpointTls, names: &[&str]) -> Arc<Plan> {
         lmtp: None,
         smtp: None,
         forward_client: false,
-        ca: None,
+        ca,
         source: SourceRef::new(0, 1),
     });
     let mut entries = Vec::new();
@@ -295,4 +319,57 @@ async fn backend_without_imap_is_unavailable() {
         auth.verify("user", "pw", client()).await,
         Verdict::Unavailable
     );
+}
+
+/// A CA, and a certificate for 127.0.0.1 it signed: (CA PEM, cert PEM,
+/// key PEM).
+fn test_pki() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("cert");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn dovecot_over_starttls_and_implicit_tls() {
+    let (ca, cert, key) = test_pki();
+    let users = [("tls", "tls-pass")];
+    let Some(dovecot) = Dovecot::start_with(&users, Some((&cert, &key))) else {
+        return;
+    };
+    let ca_file = dovecot.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).expect("ca");
+    let ca_file = ca_file.display().to_string();
+    for (port, tls) in [
+        (dovecot.port, EndpointTls::StartTls),
+        (dovecot.imaps, EndpointTls::Implicit),
+    ] {
+        let auth = Authenticator::new(plan_with_ca(port, tls, Some(ca_file.clone()), &["tls"]));
+        assert_eq!(
+            auth.verify("tls", "tls-pass", client()).await,
+            Verdict::Accepted { mailbox: 0 },
+            "{tls:?}: {}",
+            dovecot.log()
+        );
+        assert_eq!(
+            auth.verify("tls", "wrong", client()).await,
+            Verdict::Rejected,
+            "{tls:?}"
+        );
+        // Without the CA the certificate is not trusted: no answer.
+        let untrusting = Authenticator::new(plan(port, tls, &["tls"]));
+        assert_eq!(
+            untrusting.verify("tls", "tls-pass", client()).await,
+            Verdict::Unavailable,
+            "{tls:?}"
+        );
+    }
+    let log = dovecot.log();
+    assert!(log.contains("TLS"), "{log}");
 }
