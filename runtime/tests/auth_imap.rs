@@ -373,3 +373,22 @@ async fn dovecot_over_starttls_and_implicit_tls() {
     let log = dovecot.log();
     assert!(log.contains("TLS"), "{log}");
 }
+
+#[tokio::test]
+async fn forward_client_tells_dovecot_the_real_address() {
+    let Some(dovecot) = Dovecot::start(&[("fwd", "fwd-pass")]) else {
+        return;
+    };
+    let mut plan = (*plan(dovecot.port, EndpointTls::None, &["fwd"])).clone();
+    plan.backends[0].forward_client = true;
+    let auth = Authenticator::new(Arc::new(plan));
+    assert_eq!(
+        auth.verify("fwd", "fwd-pass", client()).await,
+        Verdict::Accepted { mailbox: 0 }
+    );
+    let log = dovecot.log();
+    assert!(
+        log.contains("Login: user=<fwd>") && log.contains("rip=192.0.2.9"),
+        "{log}"
+    );
+}

@@ -155,7 +155,12 @@ impl Authenticator {
             warn!(mailbox = %entry.name, "its backend has no IMAP endpoint to verify against");
             return Verdict::Unavailable;
         };
-        match imap::login(backend, endpoint, &entry.name, password).await {
+        let attempt = imap::Attempt {
+            user: &entry.name,
+            password,
+            client,
+        };
+        match imap::login(backend, endpoint, &attempt).await {
             Ok(Login::Ok) => Verdict::Accepted { mailbox: index },
             Ok(Login::No) => Verdict::Rejected,
             Err(e) => {

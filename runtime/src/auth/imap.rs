@@ -4,9 +4,14 @@
 //! (RFC 9051 4.3: `{n}`, wait for `+`, then the octets), never as quoted
 //! strings, so no quote, backslash or CRLF in them can end the command
 //! early and inject another. STARTTLS and implicit TLS use rustls with the
-//! backend's `ca` file, or the webpki roots when it has none.
+//! backend's `ca` file, or the webpki roots when it has none. When the
+//! backend has `forward_client`, an `ID` command (RFC 2971) first tells it
+//! the client's address (`x-originating-ip`, which Dovecot honours from its
+//! `login_trusted_networks`), so its logs and failure penalties name the
+//! client rather than the gateway.
 
 use std::io;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,14 +66,23 @@ impl From<io::Error> for LoginError {
     }
 }
 
-/// Logs `user` in to `backend`'s IMAP `endpoint` with `password`.
+/// The credentials and who presents them.
+pub(crate) struct Attempt<'a> {
+    /// The backend's login name for the mailbox.
+    pub(crate) user: &'a str,
+    /// The password as the client sent it.
+    pub(crate) password: &'a str,
+    /// The client, told to the backend when it has `forward_client`.
+    pub(crate) client: IpAddr,
+}
+
+/// Logs in to `backend`'s IMAP `endpoint`.
 pub(crate) async fn login(
     backend: &Backend,
     endpoint: Endpoint,
-    user: &str,
-    password: &str,
+    attempt: &Attempt<'_>,
 ) -> Result<Login, LoginError> {
-    match tokio::time::timeout(TIMEOUT, login_inner(backend, endpoint, user, password)).await {
+    match tokio::time::timeout(TIMEOUT, login_inner(backend, endpoint, attempt)).await {
         Ok(result) => result,
         Err(_) => Err(LoginError::Timeout),
     }
@@ -77,15 +91,16 @@ pub(crate) async fn login(
 async fn login_inner(
     backend: &Backend,
     endpoint: Endpoint,
-    user: &str,
-    password: &str,
+    attempt: &Attempt<'_>,
 ) -> Result<Login, LoginError> {
+    let forward = backend.forward_client.then_some(attempt.client);
+    let (user, password) = (attempt.user, attempt.password);
     let tcp = TcpStream::connect((backend.host.as_str(), endpoint.port)).await?;
     match endpoint.tls {
         EndpointTls::None => {
             let mut conn = Conn::new(tcp);
             conn.greeting().await?;
-            conn.login(user, password).await
+            conn.login(forward, user, password).await
         }
         EndpointTls::Implicit => {
             let tls = connector(backend)?;
@@ -95,7 +110,7 @@ async fn login_inner(
                 .map_err(|e| LoginError::Tls(e.to_string()))?;
             let mut conn = Conn::new(stream);
             conn.greeting().await?;
-            conn.login(user, password).await
+            conn.login(forward, user, password).await
         }
         EndpointTls::StartTls => {
             let tls = connector(backend)?;
@@ -114,7 +129,7 @@ async fn login_inner(
                 .await
                 .map_err(|e| LoginError::Tls(e.to_string()))?;
             let mut conn = Conn::new(stream);
-            conn.login(user, password).await
+            conn.login(forward, user, password).await
         }
     }
 }
@@ -240,9 +255,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
-    /// Sends `a LOGIN {user} {password}` as two synchronizing literals, then
-    /// `LOGOUT` (best effort).
-    async fn login(&mut self, user: &str, password: &str) -> Result<Login, LoginError> {
+    /// Tells the backend the client's address with `ID` when `forward` is
+    /// set, sends `a LOGIN {user} {password}` as two synchronizing literals,
+    /// then `LOGOUT` (best effort).
+    async fn login(
+        &mut self,
+        forward: Option<IpAddr>,
+        user: &str,
+        password: &str,
+    ) -> Result<Login, LoginError> {
+        if let Some(client) = forward {
+            // An address prints as digits, dots and colons: safe quoted.
+            self.send(format!("i ID (\"x-originating-ip\" \"{client}\")\r\n").as_bytes())
+                .await?;
+            // A backend without ID answers BAD; the login goes on anyway.
+            match self.tagged(b"i").await {
+                Ok(_) | Err(LoginError::Protocol(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         self.send(format!("a LOGIN {{{}}}\r\n", user.len()).as_bytes())
             .await?;
         if !self.continuation(b"a").await? {
