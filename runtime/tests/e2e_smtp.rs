@@ -211,3 +211,23 @@ fn swaks_delivers_inbound_and_submits() {
     assert!(out.status.success(), "{text}\n{}", gw.log());
     assert_eq!(gw.queued().len(), 2);
 }
+
+#[test]
+fn implicit_tls_listener() {
+    let port = harness::free_port();
+    let gw = Gateway::start_with(
+        "",
+        &format!(
+            "listener \"smtps\" {{ protocol smtp; bind 127.0.0.1:{port}; tls implicit \"local\"; auth off }}"
+        ),
+    );
+    let out = python(&gw, &["implicit", &port.to_string()]);
+    assert!(
+        out.contains("tls TLSv1.3") || out.contains("tls TLSv1.2"),
+        "{out}"
+    );
+    assert!(out.contains("starttls-advertised False"), "{out}");
+    assert!(out.contains("data 250"), "{out}");
+    let out = python(&gw, &["tls11-refused", &port.to_string()]);
+    assert!(out.contains("tls11 refused"), "{out}");
+}

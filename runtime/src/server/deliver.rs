@@ -8,7 +8,10 @@ use crate::spool::{self, Spool, SpoolError};
 /// (`250` only once the message is committed, every error `452 4.3.1`).
 pub async fn spool_message(spool: &Spool, session: &str, delivery: Delivery) -> SpoolResult {
     match write(spool, delivery).await {
-        Ok(id) => SpoolResult::Queued(id.to_string()),
+        Ok(id) => {
+            tracing::info!(session = %session, queue_id = %id, "queued");
+            SpoolResult::Queued(id.to_string())
+        }
         Err(e) => {
             tracing::error!(session = %session, error = %e, storage_full = e.is_storage_full(), "cannot spool the message");
             SpoolResult::DiskFull

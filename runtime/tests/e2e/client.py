@@ -105,6 +105,30 @@ def starttls_injection(port):
     print("quit", read_reply(tf)[-1][:3])
 
 
+def implicit(port):
+    """TLS from the first byte (SMTPS), TLS 1.2 or later, then a message."""
+    with smtplib.SMTP_SSL("127.0.0.1", port, timeout=10, context=tls_context()) as s:
+        print("tls", s.sock.version())
+        s.ehlo("client.test")
+        print("starttls-advertised", s.has_extn("starttls"))
+        s.mail("a@remote.test")
+        s.rcpt("alice@example.test")
+        print("data", s.data(MESSAGE)[0])
+
+
+def tls11_refused(port):
+    """A client capped at TLS 1.1 cannot connect."""
+    ctx = tls_context()
+    ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    try:
+        ctx.set_ciphers("ALL:@SECLEVEL=0")
+        smtplib.SMTP_SSL("127.0.0.1", port, timeout=10, context=ctx).quit()
+        print("tls11 accepted")
+    except (ssl.SSLError, OSError) as e:
+        print("tls11 refused", type(e).__name__)
+
+
 def stream(port, count, out):
     """Sends messages one after the other, each on its own connection,
     recording the queue id of every 250 (flushed at once) until the
@@ -146,6 +170,8 @@ SCENARIOS = {
     "submit": submit,
     "starttls-injection": starttls_injection,
     "stream": stream,
+    "implicit": implicit,
+    "tls11-refused": tls11_refused,
     "hold": hold,
 }
 
