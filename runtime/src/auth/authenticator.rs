@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mailgw_plan::{normalize_address, Plan, Target, Verify};
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use super::failures::FailureTable;
@@ -35,6 +36,10 @@ pub struct Authenticator {
     names: HashMap<String, u32>,
     /// Failed logins per client.
     failures: Mutex<FailureTable>,
+    /// Permits for concurrent hash checks: an argon2 check takes its
+    /// memory cost (19 MiB for the quickstart's hashes), so a burst of
+    /// logins must not run one per blocking thread.
+    hashing: Semaphore,
 }
 
 impl Authenticator {
@@ -58,6 +63,9 @@ impl Authenticator {
                 Self::FAILURE_WINDOW,
                 Self::MAX_TRACKED_CLIENTS,
             )),
+            hashing: Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()) * 2,
+            ),
         }
     }
 
@@ -80,7 +88,9 @@ impl Authenticator {
             }
             Verdict::Unavailable => "unavailable",
         };
-        info!(user = username, %client, outcome, "login");
+        // Debug formatting escapes control characters: the name is the
+        // client's and must not forge log lines.
+        info!(user = ?username, %client, outcome, "login");
         verdict
     }
 
@@ -118,6 +128,9 @@ impl Authenticator {
             let entry = self.plan.mailboxes.get(usize::try_from(index).ok()?)?;
             Some((index, entry.password_hash.clone()?))
         });
+        let Ok(_permit) = self.hashing.acquire().await else {
+            return Verdict::Unavailable;
+        };
         let password = password.to_owned();
         let task = tokio::task::spawn_blocking(move || match stored {
             Some((index, stored)) => match hash::check(&stored, &password) {
