@@ -14,6 +14,12 @@
 //!   [`Verdict::Unavailable`].
 //!
 //! Passwords are never logged; each attempt logs user, client and outcome.
+//! Failed attempts ([`Verdict::Rejected`], not `Unavailable`) count against
+//! the client for 15 minutes; a success clears its count.
+//!
+//! Known limits: with `BackendImap` an unknown user is rejected without a
+//! round trip to any backend, so timing can tell such users apart; and
+//! passwords are plain `String`s, not wiped from memory after use.
 
 mod authenticator;
 mod failures;
