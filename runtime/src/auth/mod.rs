@@ -4,12 +4,12 @@
 //! attempts, and checks a user name (mailbox name or any of its addresses)
 //! and password the way the plan's [`mailgw_plan::Verify`] says:
 //!
-//! - `Directory`: against the mailbox's stored hash ([`hash`]: argon2id and
+//! - `Directory`: against the mailbox's stored hash (`hash`: argon2id and
 //!   argon2i PHC strings, SHA512-CRYPT and SHA256-CRYPT, bcrypt; bare or with
 //!   Dovecot's `{SCHEME}` prefix), on a blocking thread. Unknown users,
 //!   missing hashes and unknown schemes cost one argon2 check, like a real
 //!   login, so timing does not reveal who exists.
-//! - `BackendImap`: by logging in to the mailbox's backend ([`imap`]), the
+//! - `BackendImap`: by logging in to the mailbox's backend (`imap`), the
 //!   credentials sent as IMAP literals; no answer within 10 s is
 //!   [`Verdict::Unavailable`].
 //!
