@@ -231,3 +231,23 @@ fn implicit_tls_listener() {
     let out = python(&gw, &["tls11-refused", &port.to_string()]);
     assert!(out.contains("tls11 refused"), "{out}");
 }
+
+#[test]
+fn session_deadline_answers_421_4_4_2_however_busy() {
+    let gw = Gateway::start_with("timeout session 2s", "");
+    let mut s = TcpStream::connect(("127.0.0.1", gw.smtp)).expect("connect");
+    // Read as replies come, so that the last one is in before the close.
+    let mut r = s.try_clone().expect("clone");
+    let reader = std::thread::spawn(move || read_all(&mut r, Duration::from_secs(6)));
+    let start = std::time::Instant::now();
+    // A NOOP every 300 ms keeps every per-command timeout happy.
+    while start.elapsed() < Duration::from_secs(4) {
+        if s.write_all(b"NOOP\r\n").is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let text = reader.join().expect("reader");
+    assert!(text.contains("250 2.0.0 Ok"), "{text}");
+    assert!(text.contains("421 4.4.2"), "{text}");
+}
