@@ -72,7 +72,7 @@ impl Authenticator {
     /// Checks a login. `username` may be the mailbox name or any of its
     /// addresses.
     pub async fn verify(&self, username: &str, password: &str, client: IpAddr) -> Verdict {
-        let mailbox = self.find(username);
+        let mailbox = self.mailbox(username);
         let verdict = match self.plan.auth.verify {
             Verify::Directory => self.verify_directory(mailbox, password).await,
             Verify::BackendImap => self.verify_imap(mailbox, password, client).await,
@@ -106,8 +106,20 @@ impl Authenticator {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The mailbox `username` names: a mailbox name, or an address of one.
-    fn find(&self, username: &str) -> Option<u32> {
+    /// Records the outcome of a login checked elsewhere (by the proxy's own
+    /// backend login): a failure counts against the client, a success
+    /// clears its count.
+    pub fn record(&self, client: IpAddr, accepted: bool) {
+        if accepted {
+            self.table().clear(client);
+        } else {
+            self.table().record(client, Instant::now());
+        }
+    }
+
+    /// The mailbox `username` names: a mailbox name, or an address of one
+    /// (index into [`Plan::mailboxes`]).
+    pub fn mailbox(&self, username: &str) -> Option<u32> {
         if let Some(&index) = self.names.get(username) {
             return Some(index);
         }

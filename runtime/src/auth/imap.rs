@@ -12,7 +12,6 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use mailgw_plan::{Backend, Endpoint, EndpointTls};
@@ -20,6 +19,8 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use crate::tls::client;
 
 /// The whole login, connection to `LOGOUT`, must finish within this.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,34 +135,12 @@ async fn login_inner(
     }
 }
 
-/// A TLS connector trusting the backend's `ca` file, or the webpki roots.
 fn connector(backend: &Backend) -> Result<TlsConnector, LoginError> {
-    let mut roots = rustls::RootCertStore::empty();
-    match &backend.ca {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| LoginError::Tls(format!("cannot read CA file {path}: {e}")))?;
-            for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-                let cert = cert.map_err(|e| LoginError::Tls(format!("bad CA file {path}: {e}")))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| LoginError::Tls(format!("bad CA file {path}: {e}")))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| LoginError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    client::backend_connector(backend).map_err(LoginError::Tls)
 }
 
 fn server_name(host: &str) -> Result<ServerName<'static>, LoginError> {
-    ServerName::try_from(host.to_owned())
-        .map_err(|e| LoginError::Tls(format!("bad server name {host:?}: {e}")))
+    client::server_name(host).map_err(LoginError::Tls)
 }
 
 /// One IMAP client connection with a bounded line buffer.

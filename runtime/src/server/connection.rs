@@ -80,7 +80,7 @@ static SESSION_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A session id unique in this process and unlikely to repeat across
 /// restarts: start second of the process, then a counter.
-fn session_id() -> String {
+pub(crate) fn session_id() -> String {
     static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     let start = *START.get_or_init(|| {
         SystemTime::now()

@@ -3,26 +3,30 @@
 //! A connection takes a permit of the listener's semaphore
 //! (`max-connections`) and a slot of its client address
 //! (`max-per-client`); over either it is answered `421 4.7.0` and closed.
-//! Both are released when the connection's task ends.
+//! Both are released when the connection's task ends. SMTP connections go
+//! to [`connection::serve`], IMAP and POP3 ones to the proxy.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mailgw_plan::Limits;
+use mailgw_plan::{Limits, Protocol};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::connection::{self, Context};
 use super::Generation;
+use crate::proxy::driver::{self, ProxyContext};
 use crate::spool::Spool;
 
 /// The connection limits of one listener, shared by its bound addresses.
 pub struct ListenerState {
     /// The listener's name in the plan.
     pub name: String,
+    /// The protocol it speaks (for the words of a refusal).
+    protocol: Protocol,
     /// One permit per open connection (`max-connections`).
     connections: Arc<Semaphore>,
     /// Open connections per client address (`max-per-client`); an entry
@@ -35,9 +39,10 @@ pub struct ListenerState {
 
 impl ListenerState {
     /// Limits for a listener.
-    pub fn new(name: &str, limits: &Limits) -> Arc<ListenerState> {
+    pub fn new(name: &str, protocol: Protocol, limits: &Limits) -> Arc<ListenerState> {
         Arc::new(ListenerState {
             name: name.to_owned(),
+            protocol,
             connections: Arc::new(Semaphore::new(limits.max_connections.max(1) as usize)),
             per_client: Mutex::new(HashMap::new()),
             max_per_client: limits.max_per_client.max(1),
@@ -115,7 +120,7 @@ pub async fn accept_loop(tcp: TcpListener, state: Arc<ListenerState>, shared: Sh
         let _ = stream.set_nodelay(true);
         let Some(admission) = state.admit(peer.ip()) else {
             tracing::info!(listener = %state.name, client = %peer, decision = "refused", "too many connections");
-            tokio::spawn(refuse(stream));
+            tokio::spawn(refuse(stream, state.protocol));
             continue;
         };
         let generation = Arc::clone(&shared.generation.borrow());
@@ -128,10 +133,21 @@ pub async fn accept_loop(tcp: TcpListener, state: Arc<ListenerState>, shared: Sh
         else {
             continue;
         };
-        let tls = listener
-            .tls
-            .profile
-            .and_then(|i| generation.tls.get(i as usize).cloned());
+        let tls = generation.listener_tls(&listener);
+        if listener.protocol != Protocol::Smtp {
+            let ctx = ProxyContext {
+                listener,
+                tls,
+                generation: shared.generation.clone(),
+                shutdown: shared.shutdown.clone(),
+                _drain: shared.drain.clone(),
+            };
+            tokio::spawn(async move {
+                driver::serve(stream, peer, ctx).await;
+                drop(admission);
+            });
+            continue;
+        }
         let ctx = Context {
             plan: Arc::clone(&generation.plan),
             listener,
@@ -149,9 +165,13 @@ pub async fn accept_loop(tcp: TcpListener, state: Arc<ListenerState>, shared: Sh
     tracing::info!(listener = %state.name, address = ?addr, "stopped accepting");
 }
 
-/// Answers a connection over a limit and closes it.
-async fn refuse(mut stream: TcpStream) {
-    let reply = b"421 4.7.0 Too many connections, try again later\r\n";
+/// Answers a connection over a limit in its protocol and closes it.
+async fn refuse(mut stream: TcpStream, protocol: Protocol) {
+    let reply: &[u8] = match protocol {
+        Protocol::Smtp => b"421 4.7.0 Too many connections, try again later\r\n",
+        Protocol::Imap => b"* BYE [UNAVAILABLE] Too many connections, try again later\r\n",
+        Protocol::Pop3 => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+    };
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         stream.write_all(reply).await?;
         stream.shutdown().await

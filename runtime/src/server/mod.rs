@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailgw_plan::{AuthMode, Limits, Listener, ListenerTls, Plan, Protocol, TlsSource};
+use mailgw_plan::{AuthMode, Limits, Listener, ListenerTls, Plan, Protocol, TlsMode, TlsSource};
 use rustls::ServerConfig;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -37,18 +37,58 @@ pub struct Generation {
     pub tls: Vec<Arc<ServerConfig>>,
     /// The credential verifier for this plan.
     pub authenticator: Arc<Authenticator>,
+    /// For implicit-TLS IMAP and POP3 listeners: their profile's
+    /// configuration with the protocol's ALPN identifier (RFC 7301), by
+    /// profile index and protocol.
+    alpn: Vec<(u32, Protocol, Arc<ServerConfig>)>,
 }
 
 impl Generation {
     /// Loads the TLS profiles of `plan` (making self-signed certificates).
     pub fn new(plan: Plan) -> Result<Generation, TlsError> {
         let tls = tls::load_profiles(&plan)?;
+        let mut alpn = Vec::new();
+        for l in &plan.listeners {
+            let id: &[u8] = match l.protocol {
+                Protocol::Imap => b"imap",
+                Protocol::Pop3 => b"pop3",
+                Protocol::Smtp => continue,
+            };
+            let Some(profile) = l.tls.profile.filter(|_| l.tls.mode == TlsMode::Implicit) else {
+                continue;
+            };
+            let Some(config) = tls.get(profile as usize) else {
+                continue;
+            };
+            if !alpn
+                .iter()
+                .any(|(p, proto, _)| *p == profile && *proto == l.protocol)
+            {
+                let mut config = (**config).clone();
+                config.alpn_protocols = vec![id.to_vec()];
+                alpn.push((profile, l.protocol, Arc::new(config)));
+            }
+        }
         let plan = Arc::new(plan);
         Ok(Generation {
             authenticator: Arc::new(Authenticator::new(Arc::clone(&plan))),
             plan,
             tls,
+            alpn,
         })
+    }
+
+    /// The TLS configuration for connections on `listener`.
+    pub fn listener_tls(&self, listener: &Listener) -> Option<Arc<ServerConfig>> {
+        let profile = listener.tls.profile?;
+        let special = self
+            .alpn
+            .iter()
+            .find(|(p, proto, _)| *p == profile && *proto == listener.protocol);
+        match special {
+            Some((_, _, config)) => Some(Arc::clone(config)),
+            None => self.tls.get(profile as usize).cloned(),
+        }
     }
 }
 
@@ -153,10 +193,6 @@ impl Server {
         let plan = &generation.plan;
         let mut wanted: BTreeMap<SocketAddr, (ListenerKey, &Listener)> = BTreeMap::new();
         for l in &plan.listeners {
-            if l.protocol != Protocol::Smtp {
-                tracing::warn!(listener = %l.name, protocol = ?l.protocol, "protocol not served yet; listener skipped");
-                continue;
-            }
             for addr in &l.binds {
                 wanted.insert(*addr, (ListenerKey::of(plan, l), l));
             }
@@ -197,7 +233,7 @@ impl Server {
             let state = Arc::clone(
                 states
                     .entry(l.name.clone())
-                    .or_insert_with(|| ListenerState::new(&l.name, &l.limits)),
+                    .or_insert_with(|| ListenerState::new(&l.name, l.protocol, &l.limits)),
             );
             let shared = Shared {
                 generation: self.generation.subscribe(),

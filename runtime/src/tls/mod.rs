@@ -5,6 +5,8 @@
 //! from PEM files named by the plan or, for `self-signed`, are made here
 //! with rcgen when the plan is loaded (at start and on every reload).
 
+pub mod client;
+
 use std::fmt;
 use std::fs::File;
 use std::io::BufReader;

@@ -1,0 +1,310 @@
+//! One proxied connection: the pre-login session over a TCP or TLS
+//! stream, the login at the backend, then the splice.
+//!
+//! Before login every read is bounded by the greeting or command timeout
+//! and the whole phase by the session deadline; afterwards only the idle
+//! timeout applies. At a graceful shutdown a session that has not logged
+//! in is told so and closed; proxied sessions go on until the grace period
+//! ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailgw_plan::{Listener, Protocol, TlsMode};
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{timeout_at, Instant};
+use tokio_rustls::TlsAcceptor;
+use tracing::info;
+
+use super::imap_session::ImapSession;
+use super::login::{login, LoggedIn};
+use super::pop3_session::Pop3Session;
+use super::splice::{splice, Ended};
+use super::{PreLogin, PreLoginLimits, Step};
+use crate::server::connection::session_id;
+use crate::server::Generation;
+
+/// Time allowed for a TLS handshake, within the pre-login deadline.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Size of one read before login.
+const READ: usize = 1024;
+
+/// Everything a proxied connection needs.
+pub struct ProxyContext {
+    /// The listener it came in on.
+    pub listener: Listener,
+    /// The listener's TLS configuration, if it has one.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// The current generation: the login uses the plan current at the
+    /// time of the login, so a mailbox moved by a reload is found on its
+    /// new backend.
+    pub generation: watch::Receiver<Arc<Generation>>,
+    /// Becomes `true` at a graceful shutdown.
+    pub shutdown: watch::Receiver<bool>,
+    /// Dropped when the connection ends.
+    pub _drain: mpsc::Sender<()>,
+}
+
+/// How the pre-login phase over one stream ended.
+enum Outcome<S> {
+    Closed,
+    StartTls(S),
+    LoggedIn(S, Box<LoggedIn>, Vec<u8>, Option<String>),
+}
+
+/// Serves one accepted IMAP or POP3 connection to its end.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ProxyContext) {
+    let id = session_id();
+    let generation = Arc::clone(&ctx.generation.borrow());
+    let plan = &generation.plan;
+    let limits = PreLoginLimits {
+        max_failures: plan.auth.max_failures,
+        failure_delay: Duration::from_millis(plan.auth.failure_delay_ms),
+        previous_failures: generation.authenticator.failures(peer.ip()),
+    };
+    let implicit = ctx.listener.tls.mode == TlsMode::Implicit;
+    let hostname = plan.gateway.hostname.clone();
+    info!(session = %id, client = %peer, listener = %ctx.listener.name, protocol = ?ctx.listener.protocol, "connected");
+    let deadline = Instant::now() + secs(ctx.listener.limits.session_deadline_s);
+    let mut driver = Driver {
+        ctx,
+        id,
+        peer,
+        deadline,
+        greeted: false,
+    };
+    let mode = driver.ctx.listener.tls.mode;
+    match driver.ctx.listener.protocol {
+        Protocol::Pop3 => {
+            let session = Pop3Session::new(&hostname, mode, implicit, limits);
+            driver.run(session, stream).await;
+        }
+        Protocol::Imap | Protocol::Smtp => {
+            let session = ImapSession::new(&hostname, mode, implicit, limits);
+            driver.run(session, stream).await;
+        }
+    }
+}
+
+fn secs(s: u32) -> Duration {
+    Duration::from_secs(u64::from(s.max(1)))
+}
+
+struct Driver {
+    ctx: ProxyContext,
+    id: String,
+    peer: SocketAddr,
+    deadline: Instant,
+    greeted: bool,
+}
+
+impl Driver {
+    async fn run<P: PreLogin>(&mut self, mut session: P, tcp: TcpStream) {
+        if self.ctx.listener.tls.mode == TlsMode::Implicit {
+            if let Some(tls) = self.handshake(tcp).await {
+                self.prelogin_then_proxy(&mut session, tls).await;
+            }
+            return;
+        }
+        match self.prelogin(&mut session, tcp).await {
+            Outcome::Closed => {}
+            Outcome::StartTls(tcp) => {
+                if let Some(tls) = self.handshake(tcp).await {
+                    session.tls_established();
+                    info!(session = %self.id, "TLS established");
+                    self.prelogin_then_proxy(&mut session, tls).await;
+                }
+            }
+            Outcome::LoggedIn(stream, logged, pending, tag) => {
+                self.proxy(stream, *logged, pending, tag).await;
+            }
+        }
+    }
+
+    async fn prelogin_then_proxy<P, S>(&mut self, session: &mut P, stream: S)
+    where
+        P: PreLogin,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match self.prelogin(session, stream).await {
+            Outcome::Closed | Outcome::StartTls(_) => {}
+            Outcome::LoggedIn(stream, logged, pending, tag) => {
+                self.proxy(stream, *logged, pending, tag).await;
+            }
+        }
+    }
+
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let Some(config) = &self.ctx.tls else {
+            tracing::error!(session = %self.id, side = "gateway", "listener has no TLS configuration");
+            return None;
+        };
+        let acceptor = TlsAcceptor::from(Arc::clone(config));
+        let limit = (Instant::now() + HANDSHAKE_TIMEOUT).min(self.deadline);
+        match timeout_at(limit, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(e)) => {
+                info!(session = %self.id, side = "client", error = %e, "TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                info!(session = %self.id, side = "client", "TLS handshake timed out");
+                None
+            }
+        }
+    }
+
+    /// Runs the pre-login session until it closes, asks for TLS or logs in.
+    async fn prelogin<P, S>(&mut self, session: &mut P, mut stream: S) -> Outcome<S>
+    where
+        P: PreLogin,
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let limits = self.ctx.listener.limits;
+        let mut out: Vec<u8> = Vec::new();
+        let mut shutdown = self.ctx.shutdown.clone();
+        loop {
+            match session.step() {
+                Step::Reply(bytes) => out.extend_from_slice(&bytes),
+                Step::NeedInput => {
+                    if *shutdown.borrow() {
+                        out.extend_from_slice(session.shutdown_reply());
+                        info!(session = %self.id, "shutting down; closing a session before login");
+                        return self.close(stream, out).await;
+                    }
+                    if !self.flush(&mut stream, &mut out).await {
+                        return Outcome::Closed;
+                    }
+                    let per_read = if self.greeted {
+                        secs(limits.command_timeout_s)
+                    } else {
+                        secs(limits.greeting_timeout_s)
+                    };
+                    let limit = (Instant::now() + per_read).min(self.deadline);
+                    let mut buf = [0u8; READ];
+                    let read = tokio::select! {
+                        read = timeout_at(limit, stream.read(&mut buf)) => read,
+                        _ = shutdown.changed(), if !*shutdown.borrow() => continue,
+                    };
+                    match read {
+                        Err(_) => {
+                            info!(session = %self.id, side = "client", "timeout before login");
+                            out.extend_from_slice(session.timeout_reply());
+                            return self.close(stream, out).await;
+                        }
+                        Ok(Err(e)) => {
+                            info!(session = %self.id, side = "client", error = %e, "connection lost");
+                            return Outcome::Closed;
+                        }
+                        Ok(Ok(0)) => session.eof(),
+                        Ok(Ok(n)) => {
+                            self.greeted = true;
+                            session.feed(&buf[..n]);
+                        }
+                    }
+                }
+                Step::Delay(d) => {
+                    if !self.flush(&mut stream, &mut out).await {
+                        return Outcome::Closed;
+                    }
+                    tokio::time::sleep_until((Instant::now() + d).min(self.deadline)).await;
+                }
+                Step::StartTls => {
+                    if !self.flush(&mut stream, &mut out).await {
+                        return Outcome::Closed;
+                    }
+                    return Outcome::StartTls(stream);
+                }
+                Step::Login(request) => {
+                    if !self.flush(&mut stream, &mut out).await {
+                        return Outcome::Closed;
+                    }
+                    let generation = Arc::clone(&self.ctx.generation.borrow());
+                    let protocol = self.ctx.listener.protocol;
+                    match login(&generation, protocol, &request, self.peer, &self.id).await {
+                        Ok(logged) => {
+                            let pending = session.take_pending();
+                            return Outcome::LoggedIn(
+                                stream,
+                                Box::new(logged),
+                                pending,
+                                request.tag,
+                            );
+                        }
+                        Err(failure) => session.login_failed(failure),
+                    }
+                }
+                Step::Close => return self.close(stream, out).await,
+            }
+        }
+    }
+
+    /// Answers the client's login with the backend's words, then splices.
+    async fn proxy<S>(&self, stream: S, logged: LoggedIn, pending: Vec<u8>, tag: Option<String>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let LoggedIn {
+            conn,
+            untagged,
+            text,
+            backend,
+        } = logged;
+        let mut to_client = untagged;
+        if let Some(tag) = &tag {
+            to_client.extend_from_slice(tag.as_bytes());
+            to_client.push(b' ');
+        }
+        to_client.extend_from_slice(text.as_bytes());
+        to_client.extend_from_slice(b"\r\n");
+        let (backend_stream, leftover) = conn.into_parts();
+        to_client.extend_from_slice(&leftover);
+        let idle = secs(self.ctx.listener.limits.idle_timeout_s);
+        let (ended, traffic) = splice(stream, backend_stream, pending, to_client, idle).await;
+        let (side, how) = match &ended {
+            Ended::ClientClosed => ("client", "closed".to_owned()),
+            Ended::BackendClosed => ("backend", "closed".to_owned()),
+            Ended::Idle => ("gateway", "idle timeout".to_owned()),
+            Ended::ClientError(e) => ("client", e.to_string()),
+            Ended::BackendError(e) => ("backend", e.to_string()),
+        };
+        info!(session = %self.id, client = %self.peer, %backend, side, ended = %how, up = traffic.up, down = traffic.down, "proxied session ended");
+    }
+
+    async fn flush<S: AsyncWrite + Unpin>(&self, stream: &mut S, out: &mut Vec<u8>) -> bool {
+        if out.is_empty() {
+            return true;
+        }
+        let limits = self.ctx.listener.limits;
+        let limit = (Instant::now() + secs(limits.command_timeout_s)).min(self.deadline);
+        let write = async {
+            stream.write_all(out).await?;
+            stream.flush().await
+        };
+        let ok = matches!(timeout_at(limit, write).await, Ok(Ok(())));
+        out.clear();
+        if !ok {
+            info!(session = %self.id, side = "client", "client does not read its replies");
+        }
+        ok
+    }
+
+    async fn close<S: AsyncWrite + Unpin>(&self, mut stream: S, mut out: Vec<u8>) -> Outcome<S> {
+        let limit = (Instant::now() + Duration::from_secs(10)).min(self.deadline);
+        let _ = timeout_at(limit, async {
+            if self.flush(&mut stream, &mut out).await {
+                let _ = stream.shutdown().await;
+            }
+        })
+        .await;
+        info!(session = %self.id, client = %self.peer, "closed");
+        Outcome::Closed
+    }
+}
