@@ -38,15 +38,22 @@ pub fn free_port() -> u16 {
 /// How to start a [`Dovecot`].
 #[derive(Default)]
 pub struct Builder {
-    users: Vec<(String, String)>,
+    users: Vec<(String, String, String)>,
     tls: Option<(String, String)>,
     extra: String,
 }
 
 impl Builder {
     /// Adds a user to the passwd-file (stored as SHA512-CRYPT).
-    pub fn user(mut self, name: &str, password: &str) -> Builder {
-        self.users.push((name.to_owned(), password.to_owned()));
+    pub fn user(self, name: &str, password: &str) -> Builder {
+        self.user_fields(name, password, "")
+    }
+
+    /// Adds a user with passdb extra fields (e.g. `nologin=y
+    /// host=… port=…`, a login referral).
+    pub fn user_fields(mut self, name: &str, password: &str, fields: &str) -> Builder {
+        self.users
+            .push((name.to_owned(), password.to_owned(), fields.to_owned()));
         self
     }
 
@@ -93,9 +100,9 @@ impl Builder {
         std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o777)).expect("chmod");
         let params = sha_crypt::Sha512Params::new(sha_crypt::ROUNDS_DEFAULT).expect("params");
         let mut passwd = String::new();
-        for (user, password) in &self.users {
+        for (user, password, fields) in &self.users {
             let hash = sha_crypt::sha512_simple(password, &params).expect("hash");
-            passwd.push_str(&format!("{user}:{{SHA512-CRYPT}}{hash}\n"));
+            passwd.push_str(&format!("{user}:{{SHA512-CRYPT}}{hash}::::::{fields}\n"));
         }
         std::fs::write(root.join("passwd"), passwd).expect("passwd");
         let ports = Ports {
@@ -253,6 +260,26 @@ impl Dovecot {
     /// The maildir of `user`.
     pub fn maildir(&self, user: &str) -> PathBuf {
         self.dir.path().join("mail").join(user)
+    }
+
+    /// Puts a message with `subject` in `user`'s INBOX (a maildir file
+    /// Dovecot's unprivileged processes may read and move).
+    pub fn seed(&self, user: &str, subject: &str) {
+        let maildir = self.maildir(user);
+        for sub in ["", "new", "cur", "tmp"] {
+            let dir = maildir.join(sub);
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        }
+        let count = std::fs::read_dir(maildir.join("new")).map_or(0, |d| d.count());
+        let file = maildir
+            .join("new")
+            .join(format!("{}.{count}.seed", std::process::id()));
+        let message = format!(
+            "From: seed@example.test\r\nTo: {user}@example.test\r\nSubject: {subject}\r\n\r\n{subject}\r\n"
+        );
+        std::fs::write(&file, message).expect("seed");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).expect("chmod");
     }
 
     /// The messages in `user`'s INBOX (new and cur), in name order.

@@ -111,6 +111,26 @@ impl Gateway {
         gw
     }
 
+    /// A gateway on `config` (the whole `.mailgw` text) with `files`
+    /// (name, contents) written next to it; waits for `port`.
+    pub fn start_text(config: &str, files: &[(&str, &str)], port: u16) -> Gateway {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        for (name, contents) in files {
+            std::fs::write(dir.path().join(name), contents).expect("write a file");
+        }
+        let mut gw = Gateway {
+            dir,
+            smtp: 0,
+            submission: 0,
+            child: None,
+            starts: 0,
+        };
+        gw.write_config(config);
+        gw.launch();
+        gw.wait_port(port);
+        gw
+    }
+
     /// Replaces the configuration file (for a reload).
     pub fn write_config(&self, text: &str) {
         std::fs::write(self.config_path(), text).expect("write the configuration");
