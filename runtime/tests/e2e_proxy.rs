@@ -50,19 +50,57 @@ fn directory(alice_on: &str) -> String {
     )
 }
 
+/// A CA, and a certificate for 127.0.0.1 it signed with its key (PEM).
+fn test_pki() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("cert");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
 impl Fixture {
     fn start(verify: &str) -> Option<Fixture> {
+        Fixture::start_with(verify, false, "")
+    }
+
+    /// With `backend_tls`, mbx1 is reached over STARTTLS (IMAP) and
+    /// implicit TLS (POP3), its certificate checked against a CA file, and
+    /// mbx2, which has no TLS, is declared with STARTTLS.
+    /// `imap_limits` goes into the `imap` listener.
+    fn start_with(verify: &str, backend_tls: bool, imap_limits: &str) -> Option<Fixture> {
+        let pki = backend_tls.then(test_pki);
         let mbx2 = Dovecot::builder()
             .user("alice", ALICE)
             .user("bob", BOB)
             .user("moved", MOVED)
             .start()?;
         let referral = format!("nologin=y host=127.0.0.1 port={}", mbx2.port);
-        let mbx1 = Dovecot::builder()
+        let mut mbx1 = Dovecot::builder()
             .user("alice", ALICE)
             .user_fields("moved", MOVED, &referral)
-            .user_fields("astray", MOVED, "nologin=y host=127.0.0.1 port=1")
-            .start()?;
+            .user_fields("astray", MOVED, "nologin=y host=127.0.0.1 port=1");
+        if let Some((_, cert, key)) = &pki {
+            mbx1 = mbx1.tls(cert, key);
+        }
+        let mbx1 = mbx1.start()?;
+        let (mbx1_imap, mbx1_pop3, mbx2_imap) = match &pki {
+            Some(_) => (
+                format!("{} tls starttls", mbx1.port),
+                format!("{} tls implicit", mbx1.pop3s),
+                format!("{} tls starttls", mbx2.port),
+            ),
+            None => (
+                format!("{} tls none", mbx1.port),
+                mbx1.pop3.to_string(),
+                mbx2.port.to_string(),
+            ),
+        };
         mbx1.seed("alice", "alice on mbx1");
         mbx2.seed("alice", "alice on mbx2");
         mbx2.seed("bob", "bob on mbx2");
@@ -72,20 +110,21 @@ impl Fixture {
             r#"
 gateway {{ hostname "mail.example.test" }}
 tls "local" {{ self-signed }}
-listener "imap"  {{ protocol imap; bind 127.0.0.1:{imap};  tls starttls require "local" }}
+listener "imap"  {{ protocol imap; bind 127.0.0.1:{imap};  tls starttls require "local"; {imap_limits} }}
 listener "imaps" {{ protocol imap; bind 127.0.0.1:{imaps}; tls implicit "local" }}
 listener "pop3"  {{ protocol pop3; bind 127.0.0.1:{pop3};  tls starttls require "local" }}
 listener "pop3s" {{ protocol pop3; bind 127.0.0.1:{pop3s}; tls implicit "local" }}
 backend "mbx1" {{
     host "127.0.0.1"
-    imap {} tls none
-    pop3 {}
+    imap {mbx1_imap}
+    pop3 {mbx1_pop3}
     lmtp {}
     forward-client on
+    {ca}
 }}
 backend "mbx2" {{
     host "127.0.0.1"
-    imap {}
+    imap {mbx2_imap}
     pop3 {}
     lmtp {}
 }}
@@ -95,9 +134,14 @@ auth {{ verify {verify}; failure-delay 500ms; max-failures 5 }}
 queue {{ spool "spool" }}
 log {{ level info }}
 "#,
-            mbx1.port, mbx1.pop3, mbx1.lmtp, mbx2.port, mbx2.pop3, mbx2.lmtp
+            mbx1.lmtp,
+            mbx2.pop3,
+            mbx2.lmtp,
+            ca = if pki.is_some() { "ca \"ca.pem\"" } else { "" },
         );
-        let gw = Gateway::start_text(&config, &[("users.toml", &directory("mbx1"))], pop3s);
+        let ca = pki.as_ref().map_or(String::new(), |p| p.0.clone());
+        let users = directory("mbx1");
+        let gw = Gateway::start_text(&config, &[("users.toml", &users), ("ca.pem", &ca)], pop3s);
         Some(Fixture {
             mbx2_ports: (mbx2.port, mbx2.pop3),
             mbx1,
@@ -455,4 +499,59 @@ fn with_verify_backend_the_backend_decides() {
     );
     let out = run(&f, "pop3_login", "pop3s", "bob", BOB, &[]);
     assert!(out.contains("bob on mbx2"), "{out}");
+}
+
+#[test]
+fn backends_over_tls_with_checked_certificates_and_no_fallback() {
+    let Some(f) = Fixture::start_with("directory", true, "") else {
+        return;
+    };
+    // mbx1: IMAP over STARTTLS, POP3 over implicit TLS, both checked
+    // against the CA file.
+    let out = run(&f, "imap_login", "imaps", "alice", ALICE, &[]);
+    assert!(out.contains("alice on mbx1"), "{out}");
+    let out = run(&f, "pop3_login", "pop3s", "alice", ALICE, &[]);
+    assert!(out.contains("Subject: alice on mbx1"), "{out}");
+    let log = f.mbx1.log();
+    assert!(
+        log.contains("imap-login: Info: Login: user=<alice>") && log.contains("TLS"),
+        "{log}"
+    );
+    // mbx2 refuses STARTTLS: the login fails, nothing is sent in clear.
+    let out = run(&f, "imap_wrong", "imaps", "bob", BOB, &[]);
+    assert!(out.contains("[UNAVAILABLE]"), "{out}");
+    assert!(f.gw.log().contains("STARTTLS refused"), "{}", f.gw.log());
+    let mbx2 = f.mbx2.as_ref().map(Dovecot::log).unwrap_or_default();
+    assert!(!mbx2.contains("user=<bob>"), "{mbx2}");
+}
+
+#[test]
+fn limits_before_login() {
+    let limits = "max-per-client 2; timeout greeting 1s, command 1s";
+    let Some(f) = Fixture::start_with("directory", false, limits) else {
+        return;
+    };
+    let connect = || {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", f.imap)).expect("connect");
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        c
+    };
+    let (mut first, mut second, mut third) = (connect(), connect(), connect());
+    let greeting = |c: &mut std::net::TcpStream| {
+        let mut buf = [0u8; 512];
+        let n = std::io::Read::read(c, &mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(greeting(&mut first).starts_with("* OK [CAPABILITY"));
+    assert!(greeting(&mut second).starts_with("* OK [CAPABILITY"));
+    let refused = harness::read_all(&mut third, std::time::Duration::from_secs(5));
+    assert_eq!(
+        refused,
+        "* BYE [UNAVAILABLE] Too many connections, try again later\r\n"
+    );
+    // Nothing said within the greeting timeout: closed with a BYE.
+    let idle = harness::read_all(&mut first, std::time::Duration::from_secs(5));
+    assert_eq!(idle, "* BYE Disconnected for inactivity.\r\n");
+    drop(second);
 }
