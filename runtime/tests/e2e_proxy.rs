@@ -532,7 +532,7 @@ fn limits_before_login() {
         return;
     };
     let connect = || {
-        let mut c = std::net::TcpStream::connect(("127.0.0.1", f.imap)).expect("connect");
+        let c = std::net::TcpStream::connect(("127.0.0.1", f.imap)).expect("connect");
         c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .expect("timeout");
         c
