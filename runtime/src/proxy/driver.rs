@@ -30,7 +30,7 @@ use crate::server::Generation;
 
 /// Time allowed for a TLS handshake, within the pre-login deadline.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Size of one read before login.
+/// Input buffers larger than this are freed after use, before login.
 const READ: usize = 1024;
 
 /// Everything a proxied connection needs.
@@ -76,6 +76,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ProxyContext) {
         peer,
         deadline,
         greeted: false,
+        input: Vec::new(),
     };
     let mode = driver.ctx.listener.tls.mode;
     match driver.ctx.listener.protocol {
@@ -100,29 +101,39 @@ struct Driver {
     peer: SocketAddr,
     deadline: Instant,
     greeted: bool,
+    /// The last bytes read before login.
+    input: Vec<u8>,
 }
 
 impl Driver {
     async fn run<P: PreLogin>(&mut self, mut session: P, tcp: TcpStream) {
+        // Everything after the cleartext pre-login phase is boxed, so a
+        // connection waiting for its first command holds only that small
+        // state, not room for TLS or a backend login.
         if self.ctx.listener.tls.mode == TlsMode::Implicit {
-            if let Some(tls) = self.handshake(tcp).await {
-                self.prelogin_then_proxy(&mut session, tls).await;
-            }
+            Box::pin(self.over_tls(session, tcp, false)).await;
             return;
         }
         match self.prelogin(&mut session, tcp).await {
             Outcome::Closed => {}
-            Outcome::StartTls(tcp) => {
-                if let Some(tls) = self.handshake(tcp).await {
-                    session.tls_established();
-                    info!(session = %self.id, "TLS established");
-                    self.prelogin_then_proxy(&mut session, tls).await;
-                }
-            }
+            Outcome::StartTls(tcp) => Box::pin(self.over_tls(session, tcp, true)).await,
             Outcome::LoggedIn(stream, logged, pending, tag) => {
-                self.proxy(stream, *logged, pending, tag).await;
+                Box::pin(self.proxy(stream, *logged, pending, tag)).await;
             }
         }
+    }
+
+    /// The TLS handshake, then the rest of the session over TLS;
+    /// `upgraded` after STARTTLS.
+    async fn over_tls<P: PreLogin>(&mut self, mut session: P, tcp: TcpStream, upgraded: bool) {
+        let Some(tls) = self.handshake(tcp).await else {
+            return;
+        };
+        if upgraded {
+            session.tls_established();
+            info!(session = %self.id, "TLS established");
+        }
+        self.prelogin_then_proxy(&mut session, tls).await;
     }
 
     async fn prelogin_then_proxy<P, S>(&mut self, session: &mut P, stream: S)
@@ -188,9 +199,15 @@ impl Driver {
                         secs(limits.greeting_timeout_s)
                     };
                     let limit = (Instant::now() + per_read).min(self.deadline);
-                    let mut buf = [0u8; READ];
+                    // Read into a heap buffer that grows with what arrives
+                    // and is given back when large, so an idle connection
+                    // holds next to nothing.
+                    if self.input.capacity() > READ {
+                        self.input = Vec::new();
+                    }
+                    self.input.clear();
                     let read = tokio::select! {
-                        read = timeout_at(limit, stream.read(&mut buf)) => read,
+                        read = timeout_at(limit, stream.read_buf(&mut self.input)) => read,
                         _ = shutdown.changed(), if !*shutdown.borrow() => continue,
                     };
                     match read {
@@ -204,9 +221,9 @@ impl Driver {
                             return Outcome::Closed;
                         }
                         Ok(Ok(0)) => session.eof(),
-                        Ok(Ok(n)) => {
+                        Ok(Ok(_)) => {
                             self.greeted = true;
-                            session.feed(&buf[..n]);
+                            session.feed(&self.input);
                         }
                     }
                 }
@@ -228,7 +245,11 @@ impl Driver {
                     }
                     let generation = Arc::clone(&self.ctx.generation.borrow());
                     let protocol = self.ctx.listener.protocol;
-                    match login(&generation, protocol, &request, self.peer, &self.id).await {
+                    // Boxed: the login's state (backend connection, TLS)
+                    // must not make every idle connection's task larger.
+                    let login =
+                        Box::pin(login(&generation, protocol, &request, self.peer, &self.id));
+                    match login.await {
                         Ok(logged) => {
                             let pending = session.take_pending();
                             return Outcome::LoggedIn(
