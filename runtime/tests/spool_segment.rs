@@ -101,6 +101,11 @@ async fn small_messages_share_a_segment_and_survive_reopen() {
         for (id, b) in ids.iter().zip(&bodies) {
             assert_eq!(&body_of(&spool, id).await, b);
         }
+        // Seen from outside while the spool is open, and without a removed one.
+        assert_eq!(Spool::queued_ids(dir.path()).expect("peek"), ids);
+        let extra = put(&spool, b"extra\r\n").await;
+        spool.remove(&extra).await.expect("remove");
+        assert_eq!(Spool::queued_ids(dir.path()).expect("peek"), ids);
     }
     let queue = dir.path().join("queue");
     the_segment(&queue);

@@ -189,6 +189,43 @@ impl Spool {
         Ok((spool, recovered))
     }
 
+    /// The IDs of the messages queued in the spool at `root`, oldest first,
+    /// read without taking the lock: for tests and for looking at a running
+    /// gateway's spool from outside. A commit or removal in progress may or
+    /// may not be seen; nothing is validated beyond the segments' record
+    /// checksums, and nothing is changed.
+    pub fn queued_ids(root: impl AsRef<Path>) -> Result<Vec<MessageId>, SpoolError> {
+        let queue = root.as_ref().join("queue");
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&queue).map_err(|e| SpoolError::io("list", &queue, e))? {
+            let entry = entry.map_err(|e| SpoolError::io("list", &queue, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(id) = name.strip_suffix(".msg").and_then(MessageId::parse) {
+                ids.push(id);
+            } else if let Some(no) = segment::parse_name(name) {
+                let path = seg_path(&queue, no);
+                let removed = segment::read_del(&segment::del_path(&queue, no))
+                    .map(|(ids, _)| ids)
+                    .unwrap_or_default();
+                match segment::scan(&path, no) {
+                    Ok(scan) => ids.extend(
+                        scan.messages
+                            .into_iter()
+                            .map(|(id, _)| id)
+                            .filter(|id| !removed.contains(id)),
+                    ),
+                    // Deleted meanwhile: its messages are gone.
+                    Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(ReadError::Io(e)) => return Err(SpoolError::io("read", &path, e)),
+                    Err(ReadError::Corrupt(_)) => {}
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Starts a new message (in memory, moving to `incoming/` if it grows
     /// past [`Options::max_inline`]). An error means the message cannot be
     /// taken: answer `452 4.3.1`.
