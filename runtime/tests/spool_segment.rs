@@ -324,3 +324,51 @@ async fn a_large_message_gets_its_own_file() {
     assert_eq!(body_of(&spool, &large).await, big);
     assert_eq!(body_of(&spool, &small).await, b"small\r\n");
 }
+
+/// A torn removal log entry is cut at the next start and later removals
+/// stay readable; a removal log with a damaged header is set aside and its
+/// segment's messages are all kept (none is lost; journals still say who
+/// has a message).
+#[tokio::test]
+async fn a_damaged_removal_log_loses_no_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queue = dir.path().join("queue");
+    let bodies = bodies();
+    let mut ids = Vec::new();
+    {
+        let (spool, _) = open(dir.path(), Options::default());
+        for b in &bodies {
+            ids.push(put(&spool, b).await);
+        }
+        spool.remove(&ids[0]).await.expect("remove");
+    }
+    let del = queue.join(&names(&queue, ".del")[0]);
+    let mut bytes = std::fs::read(&del).expect("read");
+    bytes.extend_from_slice(b"00066");
+    std::fs::write(&del, &bytes).expect("tear");
+    {
+        let (spool, rec) = open(dir.path(), Options::default());
+        let got: Vec<_> = rec.messages.iter().map(|m| m.id.clone()).collect();
+        assert_eq!(got, ids[1..]);
+        spool.remove(&ids[1]).await.expect("remove");
+    }
+    let (_spool, rec) = open(dir.path(), Options::default());
+    let got: Vec<_> = rec.messages.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(got, ids[2..]);
+    drop(_spool);
+
+    let mut bytes = std::fs::read(&del).expect("read");
+    bytes[0] ^= 0x01;
+    std::fs::write(&del, &bytes).expect("damage");
+    let (spool, rec) = open(dir.path(), Options::default());
+    let got: Vec<_> = rec.messages.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(got, ids);
+    let corrupt: Vec<_> = rec.corrupt.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(corrupt, names(&dir.path().join("corrupt"), ".del"));
+    assert_eq!(corrupt.len(), 1);
+    // A fresh removal log takes removals again.
+    spool.remove(&ids[0]).await.expect("remove");
+    drop(spool);
+    let (_spool, rec) = open(dir.path(), Options::default());
+    assert_eq!(rec.messages.len(), 2);
+}

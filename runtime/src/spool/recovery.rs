@@ -6,6 +6,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
 
+use super::codec::HEADER_LEN;
 use super::committer::sync_dir;
 use super::envelope::Envelope;
 use super::error::SpoolError;
@@ -103,15 +104,19 @@ pub fn recover(
     for no in numbers {
         let path = seg_path(queue, no);
         let del = del_path(queue, no);
-        let (removed, valid) = segment::read_del(&del).map_err(|e| match e {
-            ReadError::Io(e) => SpoolError::io("read", &del, e),
-            ReadError::Corrupt(why) => SpoolError::io(
-                "read",
-                &del,
-                io::Error::new(io::ErrorKind::InvalidData, why),
-            ),
-        })?;
-        if dels.remove(&no) {
+        let (removed, valid) = match segment::read_del(&del) {
+            Ok(read) => read,
+            Err(ReadError::Io(e)) => return Err(SpoolError::io("read", &del, e)),
+            Err(ReadError::Corrupt(why)) => {
+                // Which of its messages were removed is unknown: keep them
+                // all (their journals still say who has the message).
+                set_aside(queue, corrupt, &format!("{no:016x}.del"), &why, &mut out)?;
+                moved = true;
+                dels.remove(&no);
+                (Vec::new(), 0)
+            }
+        };
+        if dels.remove(&no) && valid >= HEADER_LEN {
             // Cut a torn entry, so that the next one is readable.
             let f = OpenOptions::new()
                 .write(true)
@@ -127,8 +132,9 @@ pub fn recover(
                     .map_err(|e| SpoolError::io("truncate", &del, e))?;
             }
         } else {
-            // Created with its segment; a crash can lose it only with the
-            // segment's first batch, when nothing was removed yet.
+            // Created with its segment; a crash can lose it, or tear its
+            // header, only in the segment's first batch, when nothing was
+            // removed yet.
             segment::create_del(&del)
                 .and_then(|f| f.sync_all())
                 .map_err(|e| SpoolError::io("create", &del, e))?;
