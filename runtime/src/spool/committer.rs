@@ -318,23 +318,6 @@ impl Committer {
             .ready_segment(&mut created, reclaimed)
             .and_then(|active| {
                 let start = active.len;
-                let total: usize = images
-                    .iter()
-                    .map(|(image, _, _)| image.len() + segment::RECORD_HEAD as usize)
-                    .sum();
-                let mut buf = Vec::with_capacity(total);
-                let mut placed = Vec::with_capacity(images.len());
-                for (image, id, _) in &images {
-                    segment::encode_record(&mut buf, id, image);
-                    placed.push((
-                        id.clone(),
-                        Location {
-                            segment: active.no,
-                            offset: start + (buf.len() - image.len()) as u64,
-                            len: image.len() as u64,
-                        },
-                    ));
-                }
                 let path = seg_path(&queue, active.no);
                 let placed_before = super::lock(index)
                     .segments
@@ -352,20 +335,20 @@ impl Committer {
                 };
                 let written = reserved
                     .and_then(|()| {
-                        active
-                            .file
-                            .write_all(&buf)
+                        let records = images.iter().map(|(image, id, _)| (id, image.as_slice()));
+                        segment::write_records(&mut active.file, active.no, start, records)
                             .map_err(|e| SpoolError::io("append", &path, e))
                     })
-                    .and_then(|()| {
+                    .and_then(|written| {
                         active
                             .file
                             .sync_data()
+                            .map(|()| written)
                             .map_err(|e| SpoolError::io("sync", &path, e))
                     });
                 match written {
-                    Ok(()) => {
-                        active.len += buf.len() as u64;
+                    Ok((placed, bytes)) => {
+                        active.len += bytes;
                         // In the index at once: a removal later in this batch
                         // must not find the segment empty.
                         let mut index = super::lock(index);

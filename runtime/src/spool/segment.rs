@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::codec::{check_header, header, HEADER_LEN};
@@ -60,7 +60,6 @@ pub fn del_entry(id: &MessageId) -> Vec<u8> {
 
 /// Creates a removal log with its header (not synced).
 pub fn create_del(path: &Path) -> io::Result<File> {
-    use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -84,7 +83,6 @@ pub fn reserve_del(f: &File, messages: usize) -> io::Result<()> {
 
 /// Appends one entry to a segment's removal log and syncs it.
 pub fn append_del(path: &Path, id: &MessageId) -> io::Result<()> {
-    use std::io::Write;
     let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
     let len = f.metadata()?.len();
     let entry = del_entry(id);
@@ -145,14 +143,65 @@ pub fn file_header() -> [u8; 16] {
     header(SEG_MAGIC)
 }
 
-/// Appends one record (header and image) to `out`.
-pub fn encode_record(out: &mut Vec<u8>, id: &MessageId, image: &[u8]) {
-    let start = out.len();
-    out.extend_from_slice(&u32::try_from(image.len()).unwrap_or(u32::MAX).to_le_bytes());
-    out.extend_from_slice(id.as_str().as_bytes());
-    let crc = crc32fast::hash(&out[start..]);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(image);
+/// Bytes gathered into one `write` when appending records: a batch of small
+/// messages is one call, and no more than this is copied besides the
+/// messages themselves.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// The header of one record: image length, ID, CRC of both.
+fn record_head(id: &MessageId, image_len: usize) -> [u8; RECORD_HEAD as usize] {
+    let mut head = [0u8; RECORD_HEAD as usize];
+    let len = u32::try_from(image_len).unwrap_or(u32::MAX).to_le_bytes();
+    head[..4].copy_from_slice(&len);
+    head[4..4 + id::LEN].copy_from_slice(id.as_str().as_bytes());
+    let crc = crc32fast::hash(&head[..4 + id::LEN]);
+    head[4 + id::LEN..].copy_from_slice(&crc.to_le_bytes());
+    head
+}
+
+/// Appends a record for each message image to segment `no`, opened for
+/// appending with length `start`. Returns where each message is and the
+/// bytes written. Not synced; on an error the caller cuts the file back to
+/// `start`.
+pub fn write_records<'a>(
+    file: &mut File,
+    no: u64,
+    start: u64,
+    images: impl Iterator<Item = (&'a MessageId, &'a [u8])>,
+) -> io::Result<(Vec<(MessageId, Location)>, u64)> {
+    let mut buf = Vec::new();
+    // File offset at which `buf` starts.
+    let mut pos = start;
+    let mut placed = Vec::new();
+    for (id, image) in images {
+        let head = record_head(id, image.len());
+        if !buf.is_empty() && buf.len() + head.len() + image.len() > WRITE_CHUNK {
+            file.write_all(&buf)?;
+            pos += buf.len() as u64;
+            buf.clear();
+        }
+        buf.extend_from_slice(&head);
+        let offset = pos + buf.len() as u64;
+        if head.len() + image.len() > WRITE_CHUNK {
+            file.write_all(&buf)?;
+            file.write_all(image)?;
+            pos += (buf.len() + image.len()) as u64;
+            buf.clear();
+        } else {
+            buf.extend_from_slice(image);
+        }
+        placed.push((
+            id.clone(),
+            Location {
+                segment: no,
+                offset,
+                len: image.len() as u64,
+            },
+        ));
+    }
+    file.write_all(&buf)?;
+    pos += buf.len() as u64;
+    Ok((placed, pos - start))
 }
 
 /// Where a message lives in a segment.
