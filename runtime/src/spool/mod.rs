@@ -113,8 +113,6 @@ struct Inner {
     index: Arc<Mutex<Index>>,
     /// [`Options::max_inline`].
     max_inline: usize,
-    /// The lock file, held for the life of the spool.
-    _lock: File,
 }
 
 impl Inner {
@@ -174,7 +172,12 @@ impl Spool {
         };
         std::thread::Builder::new()
             .name("spool-committer".into())
-            .spawn(move || committer.run(rx))
+            .spawn(move || {
+                committer.run(rx);
+                // The lock goes only once the committer has finished what
+                // was queued: a spool opened afterwards never overlaps it.
+                drop(lock);
+            })
             .map_err(|e| SpoolError::io("start committer for", root, e))?;
         let spool = Spool {
             inner: Arc::new(Inner {
@@ -183,7 +186,6 @@ impl Spool {
                 tx: Mutex::new(tx),
                 index,
                 max_inline: options.max_inline,
-                _lock: lock,
             }),
         };
         Ok((spool, recovered))

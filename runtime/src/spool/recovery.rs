@@ -56,8 +56,11 @@ pub fn recover(
     for entry in std::fs::read_dir(incoming).map_err(|e| SpoolError::io("list", incoming, e))? {
         let entry = entry.map_err(|e| SpoolError::io("list", incoming, e))?;
         let path = entry.path();
-        std::fs::remove_file(&path).map_err(|e| SpoolError::io("remove", &path, e))?;
-        out.removed_incomplete += 1;
+        match std::fs::remove_file(&path) {
+            Ok(()) => out.removed_incomplete += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SpoolError::io("remove", &path, e)),
+        }
     }
     if out.removed_incomplete > 0 {
         tracing::info!(
