@@ -81,14 +81,17 @@ pub enum Payload {
 pub struct Active {
     /// Its number.
     no: u64,
-    /// The file, opened for appending.
+    /// The file, opened for positional writes.
     file: File,
     /// Its removal log, where room is reserved as messages are added.
     del: File,
     /// Removal log entries reserved so far.
     reserved: usize,
-    /// Its length: everything before is durable or being made so.
+    /// The end of its records: everything before is durable or being made
+    /// so.
     len: u64,
+    /// The file's length: zeros from `len` to here.
+    zeroed: u64,
 }
 
 /// The committer's fixed state.
@@ -333,10 +336,28 @@ impl Committer {
                 } else {
                     Ok(())
                 };
+                let end = start + segment::records_len(images.iter().map(|i| i.0.as_slice()));
                 let written = reserved
                     .and_then(|()| {
+                        if end <= active.zeroed {
+                            return Ok(());
+                        }
+                        let ahead = end + segment::ZERO_AHEAD;
+                        let to = match segment::zero_fill(&active.file, active.zeroed, ahead) {
+                            Ok(()) => Ok(ahead),
+                            Err(_) => {
+                                // Not that much room (a nearly full disk):
+                                // give it back and take what this batch needs.
+                                let _ = active.file.set_len(active.zeroed);
+                                segment::zero_fill(&active.file, active.zeroed, end).map(|()| end)
+                            }
+                        };
+                        to.map(|to| active.zeroed = to)
+                            .map_err(|e| SpoolError::io("extend", &path, e))
+                    })
+                    .and_then(|()| {
                         let records = images.iter().map(|(image, id, _)| (id, image.as_slice()));
-                        segment::write_records(&mut active.file, active.no, start, records)
+                        segment::write_records(&active.file, active.no, start, records)
                             .map_err(|e| SpoolError::io("append", &path, e))
                     })
                     .and_then(|written| {
@@ -365,6 +386,7 @@ impl Committer {
                         // Cut the refused records off so that none of them is
                         // found at the next start.
                         retire = active.file.set_len(start).is_err();
+                        active.zeroed = start;
                         Err(e)
                     }
                 }
@@ -413,13 +435,13 @@ impl Committer {
             let no = self.next_segment;
             self.next_segment += 1;
             let path = seg_path(&self.queue, no);
-            let mut file = OpenOptions::new()
+            let file = OpenOptions::new()
                 .create_new(true)
-                .append(true)
+                .write(true)
                 .open(&path)
                 .map_err(|e| SpoolError::io("create", &path, e))?;
             let head = segment::file_header();
-            if let Err(e) = file.write_all(&head) {
+            if let Err(e) = std::os::unix::fs::FileExt::write_all_at(&file, &head, 0) {
                 let _ = std::fs::remove_file(&path);
                 return Err(SpoolError::io("write", &path, e));
             }
@@ -440,6 +462,7 @@ impl Committer {
                 del,
                 reserved: 0,
                 len: head.len() as u64,
+                zeroed: head.len() as u64,
             });
         }
         self.active.as_mut().ok_or(SpoolError::Closed)
@@ -451,6 +474,7 @@ impl Committer {
         if let Some(active) = &mut self.active {
             if active.file.set_len(len).is_ok() {
                 active.len = len;
+                active.zeroed = len;
             } else {
                 self.active = None;
             }
