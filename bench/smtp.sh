@@ -9,7 +9,9 @@
 #
 # Environment: MESSAGES (default 20000), SESSIONS (default 20), SIZE (bytes,
 # default 4096), RUNS (repetitions, default 3; medians are reported),
-# KEEP=1 keeps the work directory.
+# KEEP=1 keeps the work directory, SPOOL=DIR puts mailgw's spool in DIR
+# instead of the work directory (e.g. on tmpfs, to see its CPU ceiling),
+# CARGO_TARGET_DIR is honoured as cargo does.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +20,7 @@ sessions=${SESSIONS:-20}
 size=${SIZE:-4096}
 runs=${RUNS:-3}
 latency_messages=$((messages / 10))
+target_dir=${CARGO_TARGET_DIR:-$root/target}
 
 "$root/scripts/ensure-packages" postfix:smtp-source postfix:smtp-sink python3:python3
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -111,10 +114,10 @@ connector "sink" {
     deliver smarthost 127.0.0.1:$sink_port tls none
 }
 relay { allow from 127.0.0.0/8; deny all }
-queue { spool "$work/mailgw-spool" }
+queue { spool "${SPOOL:-$work/mailgw-spool}" }
 log { level warn }
 EOF
-"$root/target/release/mailgw" run "$work/bench.mailgw" 2>"$work/mailgw.log" &
+"$target_dir/release/mailgw" run "$work/bench.mailgw" 2>"$work/mailgw.log" &
 mg_pid=$!
 pids+=("$mg_pid")
 wait_port "$mg_port"

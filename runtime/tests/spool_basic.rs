@@ -5,7 +5,8 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use mailgw_runtime::spool::{
-    BodyType, Envelope, MessageId, Notify, Recipient, RecipientState, Ret, Spool, SpoolError,
+    BodyType, Envelope, MessageId, Notify, Options, Recipient, RecipientState, Ret, Spool,
+    SpoolError,
 };
 use tokio::io::AsyncReadExt;
 
@@ -53,10 +54,22 @@ async fn body_of(spool: &Spool, id: &MessageId) -> Vec<u8> {
 }
 
 fn reopen(dir: &Path) -> (Spool, mailgw_runtime::spool::Recovered) {
+    reopen_with(dir, Options::default())
+}
+
+/// Options that give every message a file of its own (no segments).
+fn own_files() -> Options {
+    Options {
+        max_inline: 0,
+        ..Options::default()
+    }
+}
+
+fn reopen_with(dir: &Path, options: Options) -> (Spool, mailgw_runtime::spool::Recovered) {
     // Another test forking `mount` can hold a copy of the lock descriptor
     // for the instant between fork and exec; wait that out.
     for _ in 0..50 {
-        match Spool::open(dir) {
+        match Spool::open_with(dir, options) {
             Err(SpoolError::Locked(_)) => std::thread::sleep(Duration::from_millis(10)),
             other => return other.expect("open spool"),
         }
@@ -198,7 +211,7 @@ async fn second_open_is_refused() {
 async fn recovery_removes_incomplete_and_sets_aside_corrupt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (good, bad_body, bad_len) = {
-        let (spool, _) = reopen(dir.path());
+        let (spool, _) = reopen_with(dir.path(), own_files());
         (
             put(&spool, b"good", 1).await.expect("commit"),
             put(&spool, b"flipped byte", 1).await.expect("commit"),
@@ -239,7 +252,7 @@ async fn recovery_removes_incomplete_and_sets_aside_corrupt() {
 async fn every_truncation_of_a_message_file_is_detected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let id = {
-        let (spool, _) = reopen(dir.path());
+        let (spool, _) = reopen_with(dir.path(), own_files());
         put(&spool, b"Subject: t\r\n\r\nbody\r\n", 2)
             .await
             .expect("commit")
@@ -287,10 +300,23 @@ async fn torn_journal_record_is_cut_and_appends_continue() {
 }
 
 /// Disk full: every error is a refusal (452 4.3.1), nothing acknowledged is
-/// lost, nothing partial is queued. Needs a small tmpfs; skipped where
-/// mounting is not allowed.
+/// lost, nothing partial is queued; space comes back once messages leave.
+/// Needs a small tmpfs; skipped where mounting is not allowed.
 #[tokio::test]
 async fn disk_full_refuses_and_loses_nothing() {
+    disk_full(own_files(), 3).await;
+}
+
+/// The same with segments: a segment's space comes back once every message
+/// in it is removed, the active segment's too.
+#[tokio::test]
+async fn disk_full_with_segments_refuses_and_loses_nothing() {
+    disk_full(Options::default(), usize::MAX).await;
+}
+
+/// Fills a 256 KiB tmpfs, checks what was acknowledged, removes up to
+/// `remove` messages and expects a commit to succeed again.
+async fn disk_full(options: Options, remove: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mnt = dir.path();
     let status = std::process::Command::new("mount")
@@ -310,7 +336,7 @@ async fn disk_full_refuses_and_loses_nothing() {
     }
     let _unmount = Unmount(mnt);
 
-    let (spool, _) = reopen(mnt);
+    let (spool, _) = reopen_with(mnt, options);
     let body = vec![b'x'; 20_000];
     let mut acked = Vec::new();
     let mut refused = 0;
@@ -326,7 +352,7 @@ async fn disk_full_refuses_and_loses_nothing() {
     assert!(refused > 0, "the tmpfs never filled up");
     assert!(!acked.is_empty());
     drop(spool);
-    let (spool, rec) = reopen(mnt);
+    let (spool, rec) = reopen_with(mnt, options);
     let ids: Vec<_> = rec.messages.iter().map(|m| m.id.clone()).collect();
     assert_eq!(ids, acked);
     assert!(rec.corrupt.is_empty());
@@ -335,7 +361,7 @@ async fn disk_full_refuses_and_loses_nothing() {
     }
     // Space comes back once messages leave (a file still open somewhere
     // keeps its space a little longer, hence more than one).
-    for id in acked.iter().take(3) {
+    for id in acked.iter().take(remove) {
         spool.remove(id).await.expect("remove");
     }
     put(&spool, &body, 1)

@@ -1,5 +1,6 @@
-//! Group commit throughput: 20 concurrent writers committing small messages,
-//! with group commit and with one sync per message (`max_batch: 1`).
+//! Group commit throughput: 20 concurrent writers committing small messages:
+//! a file per message with one sync per message (`max_batch: 1`), a file per
+//! message with group commit (`max_inline: 0`), and segments (the default).
 //!
 //! A measurement, not a check: run it with
 //! `cargo test --release -p mailgw-runtime --test spool_group_commit -- --ignored --nocapture`.
@@ -28,9 +29,9 @@ fn envelope() -> Envelope {
     }
 }
 
-async fn measure(max_batch: usize) -> f64 {
+async fn measure(options: Options) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (spool, _) = Spool::open_with(dir.path(), Options { max_batch }).expect("open");
+    let (spool, _) = Spool::open_with(dir.path(), options).expect("open");
     let body = vec![b'x'; 4096];
     let start = Instant::now();
     let tasks: Vec<_> = (0..WRITERS)
@@ -59,11 +60,22 @@ async fn measure(max_batch: usize) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "measurement; run by hand"]
 async fn group_commit_throughput() {
-    let single = measure(1).await;
-    let group = measure(256).await;
+    let single = measure(Options {
+        max_batch: 1,
+        max_inline: 0,
+    })
+    .await;
+    let files = measure(Options {
+        max_inline: 0,
+        ..Options::default()
+    })
+    .await;
+    let segments = measure(Options::default()).await;
     eprintln!(
-        "{WRITERS} writers, 4 KiB messages: one sync per message {single:.0} commits/s, \
-         group commit {group:.0} commits/s ({:.1}x)",
-        group / single
+        "{WRITERS} writers, 4 KiB messages: a file per message, one sync each {single:.0} \
+         commits/s; a file per message, group commit {files:.0} commits/s ({:.1}x); \
+         segments {segments:.0} commits/s ({:.1}x)",
+        files / single,
+        segments / single
     );
 }

@@ -4,7 +4,8 @@
 //! written message, appending to a state journal, removing a message. The
 //! thread takes whatever has queued up while it was busy and makes the whole
 //! batch durable with one sync per file and a single directory sync (group
-//! commit), then wakes every waiter. Because it is the only writer of
+//! commit), then wakes every waiter. Messages held in memory go into the
+//! active segment (`segment.rs`) in one write and one sync per batch. Because it is the only writer of
 //! `queue/`, journal appends never interleave and a state check and the
 //! append it guards cannot race.
 
@@ -13,25 +14,29 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
 use super::codec::{encode_record, header, Record, STATE_MAGIC};
 use super::error::SpoolError;
-use super::files::{self, msg_path, read_journal, read_message, state_path, ReadError};
+use super::files::{self, msg_path, read_journal, state_path, ReadError};
 use super::id::MessageId;
+use super::segment::{self, del_path, seg_path, Index, Location, SEGMENT_SIZE};
+
+/// Removal log entries reserved beyond those needed, so that a batch
+/// seldom needs a `fallocate` call (about 40 KiB per segment).
+const RESERVE_AHEAD: usize = 1024;
 
 /// A reply channel for one operation.
 pub type Done = oneshot::Sender<Result<(), SpoolError>>;
 
 /// One request to the committer.
 pub enum Op {
-    /// Sync a fully written temporary file and move it into `queue/`.
+    /// Make a written message durable in `queue/`.
     Commit {
-        /// The file, written and flushed.
-        file: File,
-        /// Its path in `incoming/`.
-        tmp: PathBuf,
+        /// The message's bytes or file.
+        payload: Payload,
         /// The message ID it becomes.
         id: MessageId,
         /// Woken once the message is durable in `queue/`.
@@ -57,6 +62,38 @@ pub enum Op {
     Discard(PathBuf),
 }
 
+/// A written message, as the committer gets it.
+pub enum Payload {
+    /// The complete message image, held in memory: appended to the active
+    /// segment.
+    Image(Vec<u8>),
+    /// A temporary file in `incoming/`, written and flushed: synced and
+    /// renamed to `queue/ID.msg`.
+    File {
+        /// The file.
+        file: File,
+        /// Its path in `incoming/`.
+        tmp: PathBuf,
+    },
+}
+
+/// The segment being appended to.
+pub struct Active {
+    /// Its number.
+    no: u64,
+    /// The file, opened for positional writes.
+    file: File,
+    /// Its removal log, where room is reserved as messages are added.
+    del: File,
+    /// Removal log entries reserved so far.
+    reserved: usize,
+    /// The end of its records: everything before is durable or being made
+    /// so.
+    len: u64,
+    /// The file's length: zeros from `len` to here.
+    zeroed: u64,
+}
+
 /// The committer's fixed state.
 pub struct Committer {
     /// `queue/`.
@@ -67,6 +104,12 @@ pub struct Committer {
     /// further appends to them fail until the next start (recovery cuts the
     /// torn tail).
     pub poisoned: Vec<MessageId>,
+    /// Where segment messages are; shared with the readers.
+    pub index: Arc<Mutex<Index>>,
+    /// The segment being appended to, created with the first message.
+    pub active: Option<Active>,
+    /// The number the next segment gets.
+    pub next_segment: u64,
 }
 
 impl Committer {
@@ -84,20 +127,36 @@ impl Committer {
         }
     }
 
+    fn index(&self) -> MutexGuard<'_, Index> {
+        super::lock(&self.index)
+    }
+
     fn batch(&mut self, batch: Vec<Op>) {
-        let mut commits = Vec::new();
+        let mut files = Vec::new();
+        let mut images = Vec::new();
         let mut appends = Vec::new();
         let mut removes = Vec::new();
+        let mut seg_removes = Vec::new();
         for op in batch {
             match op {
                 Op::Commit {
-                    file,
-                    tmp,
+                    payload: Payload::File { file, tmp },
                     id,
                     done,
-                } => commits.push((file, tmp, id, done)),
+                } => files.push((file, tmp, id, done)),
+                Op::Commit {
+                    payload: Payload::Image(image),
+                    id,
+                    done,
+                } => images.push((image, id, done)),
                 Op::Append { id, record, done } => appends.push((id, record, done)),
-                Op::Remove { id, done } => removes.push((id, done)),
+                Op::Remove { id, done } => {
+                    if self.index().messages.contains_key(&id) {
+                        seg_removes.push((id, done));
+                    } else {
+                        removes.push((id, done));
+                    }
+                }
                 Op::Discard(tmp) => {
                     if let Err(e) = std::fs::remove_file(&tmp) {
                         tracing::warn!(path = %tmp.display(), error = %e, "spool: cannot remove abandoned file");
@@ -113,9 +172,9 @@ impl Committer {
 
         // 1. Message data first: a rename must never become durable before
         // the bytes it names.
-        let synced = sync_all(commits.iter().map(|c| &c.0).collect());
+        let synced = sync_all(files.iter().map(|c| &c.0).collect());
         let mut renamed = Vec::new();
-        for ((file, tmp, id, done), sync) in commits.into_iter().zip(synced) {
+        for ((file, tmp, id, done), sync) in files.into_iter().zip(synced) {
             drop(file);
             let dest = msg_path(&self.queue, &id);
             let res = sync
@@ -135,6 +194,10 @@ impl Committer {
                 }
             }
         }
+        // Segments whose journals go once their removal is durable.
+        let mut reclaimed = Vec::new();
+        let segment = self.append_images(images, &mut pending, &mut reclaimed);
+        dir_dirty |= segment.as_ref().is_some_and(|s| s.created) || !reclaimed.is_empty();
 
         // 2. Journal appends, one sync per journal.
         let mut journals: BTreeMap<MessageId, OpenJournal> = BTreeMap::new();
@@ -181,6 +244,11 @@ impl Committer {
                 Err(e) => pending.push((done, Err(SpoolError::io("remove", path, e)), false)),
             }
         }
+        for (id, done) in seg_removes {
+            let (res, needs_dir) = self.remove_from_segment(&id, &mut reclaimed);
+            dir_dirty |= needs_dir;
+            pending.push((done, res, needs_dir));
+        }
 
         // 4. One directory sync for the whole batch.
         let dir_result = if dir_dirty {
@@ -195,6 +263,24 @@ impl Committer {
             // again after its 4xx.
             for path in &renamed {
                 let _ = std::fs::remove_file(path);
+            }
+            if let Some(s) = &segment {
+                if s.created {
+                    let mut index = self.index();
+                    for (id, _) in &s.placed {
+                        index.forget(id);
+                    }
+                    drop(index);
+                    self.cut_active(s.start);
+                }
+            }
+        }
+        if dir_result.is_ok() {
+            for (no, ids) in &reclaimed {
+                let _ = std::fs::remove_file(del_path(&self.queue, *no));
+                for id in ids {
+                    let _ = std::fs::remove_file(state_path(&self.queue, id));
+                }
             }
         }
         for id in &unlinked {
@@ -214,6 +300,252 @@ impl Committer {
         }
     }
 
+    /// Appends the in-memory messages of a batch to the active segment with
+    /// one write and one `fdatasync`, after reserving their removal log
+    /// entries. Their replies go to `pending`; the messages enter the index
+    /// at once (taken out again if the directory sync fails).
+    fn append_images(
+        &mut self,
+        images: Vec<(Vec<u8>, MessageId, Done)>,
+        pending: &mut Vec<(Done, Result<(), SpoolError>, bool)>,
+        reclaimed: &mut Vec<(u64, Vec<MessageId>)>,
+    ) -> Option<SegmentWrite> {
+        if images.is_empty() {
+            return None;
+        }
+        let mut created = false;
+        let queue = self.queue.clone();
+        let index = &Arc::clone(&self.index);
+        let mut retire = false;
+        let res = self
+            .ready_segment(&mut created, reclaimed)
+            .and_then(|active| {
+                let start = active.len;
+                let path = seg_path(&queue, active.no);
+                let placed_before = super::lock(index)
+                    .segments
+                    .get(&active.no)
+                    .map_or(0, |s| s.placed);
+                let needed = placed_before + images.len();
+                let reserved = if needed > active.reserved {
+                    // Reserve ahead, so that most batches need no call.
+                    let more = needed + RESERVE_AHEAD;
+                    segment::reserve_del(&active.del, more)
+                        .map(|()| active.reserved = more)
+                        .map_err(|e| SpoolError::io("reserve", del_path(&queue, active.no), e))
+                } else {
+                    Ok(())
+                };
+                let end = start + segment::records_len(images.iter().map(|i| i.0.as_slice()));
+                let written = reserved
+                    .and_then(|()| {
+                        if end <= active.zeroed {
+                            return Ok(());
+                        }
+                        let ahead = end + segment::ZERO_AHEAD;
+                        let to = match segment::zero_fill(&active.file, active.zeroed, ahead) {
+                            Ok(()) => Ok(ahead),
+                            Err(_) => {
+                                // Not that much room (a nearly full disk):
+                                // give it back and take what this batch needs.
+                                let _ = active.file.set_len(active.zeroed);
+                                segment::zero_fill(&active.file, active.zeroed, end).map(|()| end)
+                            }
+                        };
+                        to.map(|to| active.zeroed = to)
+                            .map_err(|e| SpoolError::io("extend", &path, e))
+                    })
+                    .and_then(|()| {
+                        let records = images.iter().map(|(image, id, _)| (id, image.as_slice()));
+                        segment::write_records(&active.file, active.no, start, records)
+                            .map_err(|e| SpoolError::io("append", &path, e))
+                    })
+                    .and_then(|written| {
+                        active
+                            .file
+                            .sync_data()
+                            .map(|()| written)
+                            .map_err(|e| SpoolError::io("sync", &path, e))
+                    });
+                match written {
+                    Ok((placed, bytes)) => {
+                        active.len += bytes;
+                        // In the index at once: a removal later in this batch
+                        // must not find the segment empty.
+                        let mut index = super::lock(index);
+                        for (id, loc) in &placed {
+                            index.insert(id.clone(), *loc);
+                        }
+                        Ok(SegmentWrite {
+                            start,
+                            created,
+                            placed,
+                        })
+                    }
+                    Err(e) => {
+                        // Cut the refused records off so that none of them is
+                        // found at the next start.
+                        retire = active.file.set_len(start).is_err();
+                        active.zeroed = start;
+                        Err(e)
+                    }
+                }
+            });
+        if retire {
+            self.active = None;
+        }
+        match res {
+            Ok(write) => {
+                for (_, _, done) in images {
+                    pending.push((done, Ok(()), created));
+                }
+                Some(write)
+            }
+            Err(e) => {
+                for (_, _, done) in images {
+                    pending.push((done, Err(e.duplicate()), false));
+                }
+                None
+            }
+        }
+    }
+
+    /// The active segment, after starting a new one if there is none or it
+    /// is full (`created` is then set: its directory entry needs a sync).
+    fn ready_segment(
+        &mut self,
+        created: &mut bool,
+        reclaimed: &mut Vec<(u64, Vec<MessageId>)>,
+    ) -> Result<&mut Active, SpoolError> {
+        if self.active.as_ref().is_some_and(|a| a.len >= SEGMENT_SIZE) {
+            if let Some(full) = self.active.take() {
+                let done = self
+                    .index()
+                    .segments
+                    .get(&full.no)
+                    .is_some_and(|s| s.live == 0);
+                if done {
+                    if let Some(ids) = self.reclaim(full.no) {
+                        reclaimed.push((full.no, ids));
+                    }
+                }
+            }
+        }
+        if self.active.is_none() {
+            let no = self.next_segment;
+            self.next_segment += 1;
+            let path = seg_path(&self.queue, no);
+            let file = OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(&path)
+                .map_err(|e| SpoolError::io("create", &path, e))?;
+            let head = segment::file_header();
+            if let Err(e) = std::os::unix::fs::FileExt::write_all_at(&file, &head, 0) {
+                let _ = std::fs::remove_file(&path);
+                return Err(SpoolError::io("write", &path, e));
+            }
+            let del = del_path(&self.queue, no);
+            let del = match segment::create_del(&del) {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    let _ = std::fs::remove_file(&del);
+                    return Err(SpoolError::io("create", &del, e));
+                }
+            };
+            self.index().segments.entry(no).or_default();
+            *created = true;
+            self.active = Some(Active {
+                no,
+                file,
+                del,
+                reserved: 0,
+                len: head.len() as u64,
+                zeroed: head.len() as u64,
+            });
+        }
+        self.active.as_mut().ok_or(SpoolError::Closed)
+    }
+
+    /// Cuts the active segment back to `len` (a batch whose directory sync
+    /// failed); a segment that cannot be cut takes no more records.
+    fn cut_active(&mut self, len: u64) {
+        if let Some(active) = &mut self.active {
+            if active.file.set_len(len).is_ok() {
+                active.len = len;
+                active.zeroed = len;
+            } else {
+                self.active = None;
+            }
+        }
+    }
+
+    /// Removes a message held in a segment: an entry in the segment's
+    /// removal log, or, for the last message in it, the deletion of the
+    /// segment (the active one too: the next message starts a new one).
+    /// Returns the result and whether it waits for the directory sync.
+    fn remove_from_segment(
+        &mut self,
+        id: &MessageId,
+        reclaimed: &mut Vec<(u64, Vec<MessageId>)>,
+    ) -> (Result<(), SpoolError>, bool) {
+        let found = {
+            let index = self.index();
+            index.messages.get(id).map(|loc| {
+                let last = index
+                    .segments
+                    .get(&loc.segment)
+                    .is_some_and(|s| s.live <= 1);
+                (loc.segment, last)
+            })
+        };
+        let Some((no, last)) = found else {
+            return (Err(SpoolError::NotFound(id.clone())), false);
+        };
+        if last {
+            if self.active.as_ref().is_some_and(|a| a.no == no) {
+                self.active = None;
+            }
+            self.index().remove(id);
+            return match self.reclaim(no) {
+                Some(ids) => {
+                    reclaimed.push((no, ids));
+                    (Ok(()), true)
+                }
+                None => (
+                    Err(SpoolError::io(
+                        "remove",
+                        seg_path(&self.queue, no),
+                        io::Error::other("cannot delete the segment"),
+                    )),
+                    false,
+                ),
+            };
+        }
+        let del = del_path(&self.queue, no);
+        match segment::append_del(&del, id) {
+            Ok(()) => {
+                self.index().remove(id);
+                (Ok(()), false)
+            }
+            Err(e) => (Err(SpoolError::io("append", del, e)), false),
+        }
+    }
+
+    /// Deletes a segment none of whose messages is queued; returns the IDs
+    /// whose journals go once the deletion is durable.
+    fn reclaim(&mut self, no: u64) -> Option<Vec<MessageId>> {
+        let path = seg_path(&self.queue, no);
+        match std::fs::remove_file(&path) {
+            Ok(()) => self.index().segments.remove(&no).map(|s| s.removed),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "spool: cannot delete a finished segment");
+                None
+            }
+        }
+    }
+
     /// Checks and writes one journal record (not yet synced).
     fn append(
         &mut self,
@@ -227,16 +559,7 @@ impl Committer {
                 "state journal could not be repaired after a failed write".into(),
             ));
         }
-        let (envelope, _) = match read_message(&msg_path(&self.queue, id), false) {
-            Ok(m) => m,
-            Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(SpoolError::NotFound(id.clone()))
-            }
-            Err(ReadError::Io(e)) => {
-                return Err(SpoolError::io("read", msg_path(&self.queue, id), e))
-            }
-            Err(ReadError::Corrupt(why)) => return Err(SpoolError::Corrupt(id.clone(), why)),
-        };
+        let envelope = super::read_envelope(&self.queue, &self.index, id)?;
         let path = state_path(&self.queue, id);
         if !journals.contains_key(id) {
             journals.insert(id.clone(), OpenJournal::open(&path)?);
@@ -280,6 +603,16 @@ impl Committer {
             }
         }
     }
+}
+
+/// What a batch appended to the active segment.
+struct SegmentWrite {
+    /// The segment's length before the batch.
+    start: u64,
+    /// Whether the batch created the segment (its entry needs a sync).
+    created: bool,
+    /// The messages and where they are.
+    placed: Vec<(MessageId, Location)>,
 }
 
 /// A journal opened for appending during one batch.

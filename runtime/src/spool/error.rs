@@ -54,6 +54,28 @@ impl SpoolError {
         }
     }
 
+    /// A copy of the error, for every waiter of a failed batch. The copy of
+    /// an I/O error keeps its OS error code, so that
+    /// [`is_storage_full`](SpoolError::is_storage_full) still answers.
+    pub(crate) fn duplicate(&self) -> SpoolError {
+        match self {
+            SpoolError::Io { op, path, source } => SpoolError::Io {
+                op,
+                path: path.clone(),
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
+            },
+            SpoolError::Locked(p) => SpoolError::Locked(p.clone()),
+            SpoolError::NotFound(id) => SpoolError::NotFound(id.clone()),
+            SpoolError::NoSuchRecipient(id, i) => SpoolError::NoSuchRecipient(id.clone(), *i),
+            SpoolError::Final(id, i) => SpoolError::Final(id.clone(), *i),
+            SpoolError::Corrupt(id, why) => SpoolError::Corrupt(id.clone(), why.clone()),
+            SpoolError::Closed => SpoolError::Closed,
+        }
+    }
+
     /// Whether the error is the file system being full (`ENOSPC`, or
     /// `EDQUOT` for a quota).
     pub fn is_storage_full(&self) -> bool {

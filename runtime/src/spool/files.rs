@@ -45,14 +45,27 @@ pub fn state_path(queue: &Path, id: &MessageId) -> PathBuf {
 pub fn read_message(path: &Path, verify_body: bool) -> Result<(Envelope, Trailer), ReadError> {
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
+    read_image(&mut f, 0, len, verify_body)
+}
+
+/// Reads the envelope and trailer of a message image: the `len` bytes at
+/// `base` of `f` (a whole message file, or one record of a segment). With
+/// `verify_body` the message bytes are read and their checksum compared too.
+pub fn read_image(
+    f: &mut File,
+    base: u64,
+    len: u64,
+    verify_body: bool,
+) -> Result<(Envelope, Trailer), ReadError> {
     if len < HEADER_LEN + TRAILER_LEN {
         return Err(ReadError::Corrupt(format!("file too short ({len} bytes)")));
     }
     let mut head = [0u8; HEADER_LEN as usize];
+    f.seek(SeekFrom::Start(base))?;
     f.read_exact(&mut head)?;
     check_header(&head, codec::MSG_MAGIC).map_err(ReadError::Corrupt)?;
     let mut t = [0u8; TRAILER_LEN as usize];
-    f.seek(SeekFrom::Start(len - TRAILER_LEN))?;
+    f.seek(SeekFrom::Start(base + len - TRAILER_LEN))?;
     f.read_exact(&mut t)?;
     let trailer = Trailer::decode(&t).map_err(ReadError::Corrupt)?;
     let expect = HEADER_LEN
@@ -66,7 +79,7 @@ pub fn read_message(path: &Path, verify_body: bool) -> Result<(Envelope, Trailer
         )));
     }
     let mut env = vec![0u8; trailer.env_len as usize];
-    f.seek(SeekFrom::Start(HEADER_LEN + trailer.body_len))?;
+    f.seek(SeekFrom::Start(base + HEADER_LEN + trailer.body_len))?;
     f.read_exact(&mut env)?;
     if crc32fast::hash(&env) != trailer.env_crc {
         return Err(ReadError::Corrupt("envelope checksum mismatch".into()));
@@ -78,7 +91,7 @@ pub fn read_message(path: &Path, verify_body: bool) -> Result<(Envelope, Trailer
         ));
     }
     if verify_body {
-        f.seek(SeekFrom::Start(HEADER_LEN))?;
+        f.seek(SeekFrom::Start(base + HEADER_LEN))?;
         let mut crc = crc32fast::Hasher::new();
         let mut left = trailer.body_len;
         let mut buf = vec![0u8; 64 * 1024];

@@ -20,7 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub struct MessageId(String);
 
 /// The length of an ID in characters.
-const LEN: usize = 16 + 1 + 8 + 1 + 8;
+pub const LEN: usize = 16 + 1 + 8 + 1 + 8;
 
 impl MessageId {
     /// A new, unique ID.

@@ -4,15 +4,18 @@
 //! The on-disk format is documented in `docs/spool.md`. Invariants:
 //!
 //! - a message is in `queue/` only complete and synced: [`SpoolWriter::commit`]
-//!   returns `Ok` only after the file and the directory entry are durable, so
-//!   a 250 is never given for a message a crash can lose;
-//! - a message being written lives in `incoming/` and is deleted at start;
+//!   returns `Ok` only after its bytes and the directory entry of the file
+//!   holding them are durable, so a 250 is never given for a message a crash
+//!   can lose;
+//! - a small message shares an append-only segment with others (one sync
+//!   per batch, no file per message); a large one gets a file of its own,
+//!   written in `incoming/` (deleted at start) and renamed into `queue/`;
 //! - a recipient's final state (delivered, failed) is durable before
 //!   [`Spool::mark`] returns and never changes again, so no recipient gets a
 //!   message twice because of a crash;
-//! - one thread (the committer) writes `queue/`, in batches: one directory
-//!   sync covers every message committed while the previous batch synced
-//!   (group commit);
+//! - one thread (the committer) writes `queue/`, in batches: one segment
+//!   sync and at most one directory sync cover every message committed while
+//!   the previous batch synced (group commit);
 //! - one process uses a spool at a time (a lock file); queue admin on a
 //!   running gateway goes through that process's [`Spool`].
 
@@ -23,13 +26,14 @@ mod error;
 mod files;
 mod id;
 mod recovery;
+mod segment;
 mod writer;
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -43,7 +47,8 @@ pub use writer::SpoolWriter;
 
 use codec::{to_micros, Record, HEADER_LEN};
 use committer::{Committer, Op};
-use files::{msg_path, read_journal, read_message, replay, state_path, ReadError};
+use files::{msg_path, read_image, read_journal, read_message, replay, state_path, ReadError};
+use segment::{seg_path, Index, Location};
 
 /// A queued message as the queue manager and the admin commands see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,11 +80,18 @@ pub struct Options {
     /// The most changes made durable together by one directory sync. 1
     /// turns group commit off (one sync per message, for comparison).
     pub max_batch: usize,
+    /// The largest message (bytes as received) held in memory while it
+    /// arrives and stored in a shared segment; a larger one gets a file of
+    /// its own. 0 gives every message its own file.
+    pub max_inline: usize,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { max_batch: 256 }
+        Options {
+            max_batch: 256,
+            max_inline: 1 << 20,
+        }
     }
 }
 
@@ -97,8 +109,10 @@ struct Inner {
     /// The committer's queue. A `Mutex` only to make the handle `Sync` on
     /// every supported toolchain; sends never block.
     tx: Mutex<Sender<Op>>,
-    /// The lock file, held for the life of the spool.
-    _lock: File,
+    /// Where segment messages are; changed only by the committer.
+    index: Arc<Mutex<Index>>,
+    /// [`Options::max_inline`].
+    max_inline: usize,
 }
 
 impl Inner {
@@ -143,31 +157,80 @@ impl Spool {
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| SpoolError::Locked(root.to_owned()))?;
 
-        let recovered = recovery::recover(&incoming, &queue, &corrupt)?;
+        let (recovered, index) = recovery::recover(&incoming, &queue, &corrupt)?;
+        let next_segment = index.segments.keys().next_back().map_or(1, |n| n + 1);
+        let index = Arc::new(Mutex::new(index));
 
         let (tx, rx) = mpsc::channel();
         let committer = Committer {
             queue: queue.clone(),
             max_batch: options.max_batch.max(1),
             poisoned: Vec::new(),
+            index: Arc::clone(&index),
+            active: None,
+            next_segment,
         };
         std::thread::Builder::new()
             .name("spool-committer".into())
-            .spawn(move || committer.run(rx))
+            .spawn(move || {
+                committer.run(rx);
+                // The lock goes only once the committer has finished what
+                // was queued: a spool opened afterwards never overlaps it.
+                drop(lock);
+            })
             .map_err(|e| SpoolError::io("start committer for", root, e))?;
         let spool = Spool {
             inner: Arc::new(Inner {
                 incoming,
                 queue,
                 tx: Mutex::new(tx),
-                _lock: lock,
+                index,
+                max_inline: options.max_inline,
             }),
         };
         Ok((spool, recovered))
     }
 
-    /// Starts a new message in `incoming/`. An error means the message
-    /// cannot be taken: answer `452 4.3.1`.
+    /// The IDs of the messages queued in the spool at `root`, oldest first,
+    /// read without taking the lock: for tests and for looking at a running
+    /// gateway's spool from outside. A commit or removal in progress may or
+    /// may not be seen; nothing is validated beyond the segments' record
+    /// checksums, and nothing is changed.
+    pub fn queued_ids(root: impl AsRef<Path>) -> Result<Vec<MessageId>, SpoolError> {
+        let queue = root.as_ref().join("queue");
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&queue).map_err(|e| SpoolError::io("list", &queue, e))? {
+            let entry = entry.map_err(|e| SpoolError::io("list", &queue, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(id) = name.strip_suffix(".msg").and_then(MessageId::parse) {
+                ids.push(id);
+            } else if let Some(no) = segment::parse_name(name) {
+                let path = seg_path(&queue, no);
+                let removed = segment::read_del(&segment::del_path(&queue, no))
+                    .map(|(ids, _)| ids)
+                    .unwrap_or_default();
+                match segment::scan(&path, no) {
+                    Ok(scan) => ids.extend(
+                        scan.messages
+                            .into_iter()
+                            .map(|(id, _)| id)
+                            .filter(|id| !removed.contains(id)),
+                    ),
+                    // Deleted meanwhile: its messages are gone.
+                    Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(ReadError::Io(e)) => return Err(SpoolError::io("read", &path, e)),
+                    Err(ReadError::Corrupt(_)) => {}
+                }
+            }
+        }
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Starts a new message (in memory, moving to `incoming/` if it grows
+    /// past [`Options::max_inline`]). An error means the message cannot be
+    /// taken: answer `452 4.3.1`.
     pub async fn create(&self) -> Result<SpoolWriter, SpoolError> {
         SpoolWriter::create(self.clone()).await
     }
@@ -240,16 +303,18 @@ impl Spool {
     /// read the message bytes.
     pub async fn load(&self, id: &MessageId) -> Result<QueuedMessage, SpoolError> {
         let queue = self.inner.queue.clone();
+        let index = Arc::clone(&self.inner.index);
         let id = id.clone();
-        spawn_blocking(move || load(&queue, &id)).await
+        spawn_blocking(move || load(&queue, &index, &id)).await
     }
 
     /// Every queued message, oldest first (admin `list`). Messages removed
     /// while listing are left out.
     pub async fn list(&self) -> Result<Vec<QueuedMessage>, SpoolError> {
         let queue = self.inner.queue.clone();
+        let index = Arc::clone(&self.inner.index);
         spawn_blocking(move || {
-            let mut ids = Vec::new();
+            let mut ids: Vec<MessageId> = lock(&index).messages.keys().cloned().collect();
             for entry in std::fs::read_dir(&queue).map_err(|e| SpoolError::io("list", &queue, e))? {
                 let entry = entry.map_err(|e| SpoolError::io("list", &queue, e))?;
                 let name = entry.file_name();
@@ -264,7 +329,7 @@ impl Spool {
             ids.sort();
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                match load(&queue, &id) {
+                match load(&queue, &index, &id) {
                     Ok(m) => out.push(m),
                     Err(SpoolError::NotFound(_)) => {}
                     Err(e) => return Err(e),
@@ -281,7 +346,11 @@ impl Spool {
         &self,
         id: &MessageId,
     ) -> Result<(tokio::io::Take<tokio::fs::File>, u64), SpoolError> {
-        let path = msg_path(&self.inner.queue, id);
+        let loc = lock(&self.inner.index).messages.get(id).copied();
+        let (path, start) = match loc {
+            Some(loc) => (seg_path(&self.inner.queue, loc.segment), loc.offset),
+            None => (msg_path(&self.inner.queue, id), 0),
+        };
         let m = self.load(id).await?;
         let mut f = tokio::fs::File::open(&path)
             .await
@@ -289,7 +358,7 @@ impl Spool {
                 io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
                 _ => SpoolError::io("open", &path, e),
             })?;
-        f.seek(io::SeekFrom::Start(HEADER_LEN))
+        f.seek(io::SeekFrom::Start(start + HEADER_LEN))
             .await
             .map_err(|e| SpoolError::io("seek", &path, e))?;
         let len = m.envelope.size;
@@ -305,13 +374,44 @@ async fn spawn_blocking<T: Send + 'static>(
         .map_err(|_| SpoolError::Closed)?
 }
 
-fn load(queue: &Path, id: &MessageId) -> Result<QueuedMessage, SpoolError> {
-    let msg = msg_path(queue, id);
-    let (mut envelope, _) = read_message(&msg, false).map_err(|e| match e {
+/// The index, whatever a panicking thread left (every change to it is a
+/// single insert or remove).
+fn lock(index: &Mutex<Index>) -> MutexGuard<'_, Index> {
+    index
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The envelope of a queued message, from its segment or its own file.
+fn read_envelope(
+    queue: &Path,
+    index: &Mutex<Index>,
+    id: &MessageId,
+) -> Result<Envelope, SpoolError> {
+    let loc: Option<Location> = lock(index).messages.get(id).copied();
+    let (path, read) = match loc {
+        Some(loc) => {
+            let path = seg_path(queue, loc.segment);
+            let read = File::open(&path)
+                .map_err(ReadError::Io)
+                .and_then(|mut f| read_image(&mut f, loc.offset, loc.len, false));
+            (path, read)
+        }
+        None => {
+            let path = msg_path(queue, id);
+            let read = read_message(&path, false);
+            (path, read)
+        }
+    };
+    read.map(|(envelope, _)| envelope).map_err(|e| match e {
         ReadError::Io(e) if e.kind() == io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
-        ReadError::Io(e) => SpoolError::io("read", &msg, e),
+        ReadError::Io(e) => SpoolError::io("read", &path, e),
         ReadError::Corrupt(why) => SpoolError::Corrupt(id.clone(), why),
-    })?;
+    })
+}
+
+fn load(queue: &Path, index: &Mutex<Index>, id: &MessageId) -> Result<QueuedMessage, SpoolError> {
+    let mut envelope = read_envelope(queue, index, id)?;
     let st = state_path(queue, id);
     let journal = read_journal(&st).map_err(|e| match e {
         ReadError::Io(e) => SpoolError::io("read", &st, e),

@@ -6,60 +6,65 @@ use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::oneshot;
 
 use super::codec::{encode_envelope, header, Trailer, MAX_ENVELOPE, MSG_MAGIC};
-use super::committer::Op;
+use super::committer::{Op, Payload};
 use super::envelope::Envelope;
 use super::error::SpoolError;
 use super::id::MessageId;
 use super::Spool;
 
-/// Buffer size between the session and the temporary file: the most
-/// message bytes a writer holds in memory.
+/// Buffer size between the session and a temporary file.
 const BUFFER: usize = 64 * 1024;
 
-/// A message being written to `incoming/`.
+/// Where the bytes of a message go while it arrives.
+enum Sink {
+    /// Kept in memory, while the message is within the spool's
+    /// `max_inline`: the committer appends it to a segment.
+    Memory(Vec<u8>),
+    /// Larger: a file of its own in `incoming/`.
+    File {
+        /// `incoming/ID.tmp`.
+        tmp: PathBuf,
+        /// The file behind a bounded buffer.
+        file: BufWriter<tokio::fs::File>,
+    },
+}
+
+/// A message being written to the spool.
 ///
 /// Feed it the message bytes with [`write`](SpoolWriter::write) as they
-/// arrive, then [`commit`](SpoolWriter::commit) with the envelope. Dropping
-/// a writer without committing deletes the temporary file. Every error means
-/// the message was not taken: answer `452 4.3.1`.
+/// arrive, then [`commit`](SpoolWriter::commit) with the envelope. A message
+/// up to the spool's `Options::max_inline` is held in memory and shares a
+/// segment file with others; a larger one moves to a file of its own in
+/// `incoming/`. Dropping a writer without committing discards the message.
+/// Every error means the message was not taken: answer `452 4.3.1`.
 pub struct SpoolWriter {
     /// The spool, for the committer's channel.
     spool: Spool,
     /// The ID the message gets.
     id: MessageId,
-    /// `incoming/ID.tmp`.
-    tmp: PathBuf,
-    /// The temporary file behind a bounded buffer.
-    file: BufWriter<tokio::fs::File>,
+    /// Where the bytes go.
+    sink: Sink,
     /// CRC-32 of the message bytes so far.
     crc: crc32fast::Hasher,
     /// Message bytes so far.
     len: u64,
-    /// Whether the temporary file is now the committer's business.
+    /// Whether the temporary file, if any, is now the committer's business.
     handed_over: bool,
 }
 
 impl SpoolWriter {
     pub(super) async fn create(spool: Spool) -> Result<SpoolWriter, SpoolError> {
         let id = MessageId::generate();
-        let tmp = spool.inner.incoming.join(format!("{id}.tmp"));
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .await
-            .map_err(|e| SpoolError::io("create", &tmp, e))?;
-        let mut w = SpoolWriter {
+        let mut buf = Vec::with_capacity(4096);
+        buf.extend_from_slice(&header(MSG_MAGIC));
+        Ok(SpoolWriter {
             spool,
             id,
-            tmp,
-            file: BufWriter::with_capacity(BUFFER, file),
+            sink: Sink::Memory(buf),
             crc: crc32fast::Hasher::new(),
             len: 0,
             handed_over: false,
-        };
-        w.raw(&header(MSG_MAGIC)).await?;
-        Ok(w)
+        })
     }
 
     /// The ID the message will have once committed.
@@ -81,14 +86,42 @@ impl SpoolWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
         self.crc.update(bytes);
         self.len += bytes.len() as u64;
+        if matches!(self.sink, Sink::Memory(_)) && self.len > self.spool.inner.max_inline as u64 {
+            if let Sink::Memory(held) = std::mem::replace(&mut self.sink, Sink::Memory(Vec::new()))
+            {
+                self.spill(&held).await?;
+            }
+        }
         self.raw(bytes).await
     }
 
-    async fn raw(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
-        self.file
-            .write_all(bytes)
+    /// Moves a message that outgrew memory to `incoming/ID.tmp`.
+    async fn spill(&mut self, held: &[u8]) -> Result<(), SpoolError> {
+        let tmp = self.spool.inner.incoming.join(format!("{}.tmp", self.id));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
             .await
-            .map_err(|e| SpoolError::io("write", &self.tmp, e))
+            .map_err(|e| SpoolError::io("create", &tmp, e))?;
+        self.sink = Sink::File {
+            tmp,
+            file: BufWriter::with_capacity(BUFFER, file),
+        };
+        self.raw(held).await
+    }
+
+    async fn raw(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
+        match &mut self.sink {
+            Sink::Memory(buf) => {
+                buf.extend_from_slice(bytes);
+                Ok(())
+            }
+            Sink::File { tmp, file } => file
+                .write_all(bytes)
+                .await
+                .map_err(|e| SpoolError::io("write", &*tmp, e)),
+        }
     }
 
     /// Makes the message durable in `queue/` and returns its ID. Only when
@@ -111,24 +144,31 @@ impl SpoolWriter {
         };
         self.raw(&env).await?;
         self.raw(&trailer.encode()).await?;
-        self.file
-            .flush()
-            .await
-            .map_err(|e| SpoolError::io("write", &self.tmp, e))?;
-        let file = self.file.get_mut();
-        let std_file = file
-            .try_clone()
-            .await
-            .map_err(|e| SpoolError::io("dup", &self.tmp, e))?
-            .into_std()
-            .await;
+        let payload = match &mut self.sink {
+            Sink::Memory(buf) => Payload::Image(std::mem::take(buf)),
+            Sink::File { tmp, file } => {
+                file.flush()
+                    .await
+                    .map_err(|e| SpoolError::io("write", &*tmp, e))?;
+                let std_file = file
+                    .get_mut()
+                    .try_clone()
+                    .await
+                    .map_err(|e| SpoolError::io("dup", &*tmp, e))?
+                    .into_std()
+                    .await;
+                Payload::File {
+                    file: std_file,
+                    tmp: tmp.clone(),
+                }
+            }
+        };
         let (done, wait) = oneshot::channel();
         self.handed_over = true;
         self.spool
             .inner
             .send(Op::Commit {
-                file: std_file,
-                tmp: self.tmp.clone(),
+                payload,
                 id: self.id.clone(),
                 done,
             })
@@ -140,10 +180,10 @@ impl SpoolWriter {
 
 impl Drop for SpoolWriter {
     fn drop(&mut self) {
-        if !self.handed_over {
-            // The file closes when `self.file` drops; the committer deletes
-            // it so that no blocking call runs on the async thread.
-            let _ = self.spool.inner.send(Op::Discard(self.tmp.clone()));
+        if let (false, Sink::File { tmp, .. }) = (self.handed_over, &self.sink) {
+            // The file closes when the sink drops; the committer deletes it
+            // so that no blocking call runs on the async thread.
+            let _ = self.spool.inner.send(Op::Discard(tmp.clone()));
         }
     }
 }

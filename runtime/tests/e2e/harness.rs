@@ -256,22 +256,11 @@ impl Gateway {
         None
     }
 
-    /// Message ids in `spool/queue/`.
+    /// IDs of the messages queued in the spool.
     pub fn queued(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.spool().join("queue"))
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_str()
-                            .and_then(|n| n.strip_suffix(".msg"))
-                            .map(str::to_owned)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        ids.sort();
-        ids
+        mailgw_runtime::spool::Spool::queued_ids(self.spool())
+            .map(|ids| ids.iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
     }
 
     /// The resident memory of the gateway, in KiB.
