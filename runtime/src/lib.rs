@@ -5,6 +5,7 @@
 //! in the [`spool`].
 
 pub mod auth;
+pub mod delivery;
 pub mod server;
 pub mod smtp;
 pub mod spool;
