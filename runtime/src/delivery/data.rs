@@ -1,29 +1,40 @@
-//! The message as it goes after `DATA`: dot-stuffed, ended by `CRLF.CRLF`.
+//! The message as it goes after `DATA`: lines ended by CRLF, dot-stuffed,
+//! ended by `CRLF.CRLF`.
 //!
-//! A `.` is doubled at the start of the message and after every CR and
-//! every LF, not only after CRLF: a peer that takes a bare LF or a bare CR
-//! for a line end (many do) still removes exactly the dots added here, and
-//! no byte sequence in the message can end the data early on any peer
-//! (SMTP smuggling). The bytes are otherwise sent as they are; a message
-//! that does not end with CRLF gets one before the final dot.
+//! A bare LF or a bare CR is sent as CRLF: RFC 5321 2.3.8 allows CR and LF
+//! only together, as the line end, and peers disagree about the bare ones —
+//! one takes `LF.LF` for the end of the data, another a dot after a bare LF
+//! for text (SMTP smuggling). Normalized, every peer sees the same lines,
+//! a `.` at the start of each is doubled, and nothing in the message can
+//! end the data early. A last line without a line end gets one.
 
-/// The dot-stuffed message followed by the end-of-data line.
+/// The message with CRLF line ends, dot-stuffed, followed by the
+/// end-of-data line.
 pub(crate) fn stuff(message: &[u8]) -> Vec<u8> {
-    let dots = message
-        .iter()
-        .zip(std::iter::once(&b'\n').chain(message))
-        .filter(|(&b, &prev)| b == b'.' && (prev == b'\n' || prev == b'\r'))
-        .count();
-    let mut out = Vec::with_capacity(message.len() + dots + 5);
-    let mut prev = b'\n';
-    for &b in message {
-        if b == b'.' && (prev == b'\n' || prev == b'\r') {
-            out.push(b'.');
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
+    let mut line_start = true;
+    let mut bytes = message.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'\r' => {
+                bytes.next_if_eq(&b'\n');
+                out.extend_from_slice(b"\r\n");
+                line_start = true;
+            }
+            b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                line_start = true;
+            }
+            _ => {
+                if line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                line_start = false;
+            }
         }
-        out.push(b);
-        prev = b;
     }
-    if !out.ends_with(b"\r\n") {
+    if !line_start {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
@@ -50,54 +61,51 @@ pub(crate) fn header_is_8bit(message: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// Undoes the stuffing as a lenient peer would: a line ends at CR, LF
-    /// or CRLF, a leading dot is removed, the data ends at a line `.`.
-    fn unstuff_lenient(data: &[u8]) -> Vec<u8> {
+    /// Undoes the stuffing as RFC 5321 4.5.2 says: lines end at CRLF, a
+    /// leading dot is removed, the data ends at the line `.`.
+    fn unstuff(data: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut at_line_start = true;
-        let mut i = 0;
-        while i < data.len() {
-            let b = data[i];
-            if at_line_start && b == b'.' {
-                if data[i + 1..].starts_with(b"\r\n") {
-                    return out;
-                }
-                i += 1;
-                at_line_start = false;
-                continue;
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            assert!(line.ends_with(b"\r\n"), "bare LF in {data:?}");
+            if line == b".\r\n" {
+                return out;
             }
-            out.push(b);
-            at_line_start = b == b'\n' || b == b'\r';
-            i += 1;
+            out.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
         }
         panic!("no end of data in {data:?}");
     }
 
     #[test]
-    fn dots_after_any_line_end_are_doubled() {
+    fn dots_at_line_starts_are_doubled_and_line_ends_are_crlf() {
         assert_eq!(stuff(b".a\r\n"), b"..a\r\n.\r\n");
         assert_eq!(stuff(b"a\r\n.\r\nb"), b"a\r\n..\r\nb\r\n.\r\n");
-        assert_eq!(stuff(b"a\n.\nb\r.c"), b"a\n..\nb\r..c\r\n.\r\n");
+        assert_eq!(stuff(b"a\n.\nb\r.c"), b"a\r\n..\r\nb\r\n..c\r\n.\r\n");
+        assert_eq!(stuff(b"a\r\r\n\n"), b"a\r\n\r\n\r\n.\r\n");
         assert_eq!(stuff(b"a.b"), b"a.b\r\n.\r\n");
-        assert_eq!(stuff(b""), b"\r\n.\r\n");
+        assert_eq!(stuff(b""), b".\r\n");
     }
 
     #[test]
-    fn the_end_sequence_only_ends_and_lenient_unstuffing_restores() {
+    fn the_end_sequence_only_ends() {
         for message in [
             &b"Subject: x\r\n\r\n.\r\n..\r\n.x\r\n"[..],
             b"a\n.\r\nb\r.\r\n",
             b"\r\n.\n.\r.",
             b"x\r\n.",
+            b"\n.\n",
         ] {
             let sent = stuff(message);
             let end = sent.windows(5).position(|w| w == b"\r\n.\r\n");
             assert_eq!(end, Some(sent.len() - 5), "{message:?}");
-            let mut expected = message.to_vec();
-            if !expected.ends_with(b"\r\n") {
+            let text = String::from_utf8_lossy(message)
+                .replace("\r\n", "\n")
+                .replace('\r', "\n")
+                .replace('\n', "\r\n");
+            let mut expected = text.into_bytes();
+            if !expected.is_empty() && !expected.ends_with(b"\r\n") {
                 expected.extend_from_slice(b"\r\n");
             }
-            assert_eq!(unstuff_lenient(&sent), expected, "{message:?}");
+            assert_eq!(unstuff(&sent), expected, "{message:?}");
         }
     }
 

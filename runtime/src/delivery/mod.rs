@@ -15,7 +15,9 @@
 //! for `RCPT` (and LMTP's replies after the data), for all for `MAIL` and
 //! `DATA`.
 //!
-//! A message the peer cannot take is failed before `MAIL`, never altered:
+//! The message goes with CRLF line ends — a bare CR or LF becomes CRLF
+//! (RFC 5321 2.3.8) — and dot-stuffed; otherwise it is never altered. A
+//! message the peer cannot take is failed before `MAIL`:
 //! larger than its `SIZE` (5.3.4), 8-bit to a peer without `8BITMIME`
 //! (5.6.3, which RFC 6152 allows instead of a conversion), needing
 //! `SMTPUTF8` the peer lacks (5.6.7). Credentials go only over TLS, and
