@@ -29,7 +29,7 @@ impl fmt::Display for ConnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConnError::Io(e) => write!(f, "{e}"),
-            ConnError::Timeout(stage) => write!(f, "timeout {stage}"),
+            ConnError::Timeout(stage) => write!(f, "timed out {stage}"),
             ConnError::Protocol(e) => write!(f, "protocol error: {e}"),
             ConnError::Tls(e) => write!(f, "TLS: {e}"),
         }

@@ -620,7 +620,11 @@ pub(crate) fn connection_failure(host: &str, when: &str, e: &ConnError) -> Outco
         ConnError::Tls(_) => Status::new(4, 7, 5),
     };
     tracing::info!(host, when, error = %e, "connection failed");
-    Outcome::deferred(status, format!("host {host}: {e} {when}"))
+    let reason = match e {
+        ConnError::Timeout(_) => format!("host {host}: {e}"),
+        _ => format!("host {host}: {e} {when}"),
+    };
+    Outcome::deferred(status, reason)
 }
 
 /// The deferral for a host that refused the session (greeting, `EHLO`):
