@@ -351,6 +351,10 @@ async fn a_silent_peer_times_out_and_defers() {
         panic!("{report:?}");
     };
     assert_eq!(f.status, Status::new(4, 4, 2));
-    assert!(f.reason.contains("timed out waiting for the greeting"), "{}", f.reason);
+    assert!(
+        f.reason.contains("timed out waiting for the greeting"),
+        "{}",
+        f.reason
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
 }
