@@ -358,3 +358,45 @@ async fn a_silent_peer_times_out_and_defers() {
     );
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn many_recipients_are_pipelined_in_groups_with_replies_in_order() {
+    let script = Script {
+        rcpt: |address| {
+            if address.starts_with("fail") {
+                "550 5.1.1 no such user"
+            } else {
+                "250 2.1.5 ok"
+            }
+        },
+        ..Script::default()
+    };
+    let (port, seen) = peer::spawn(script).await;
+    let addresses: Vec<String> = (0..250)
+        .map(|i| {
+            if i % 3 == 0 {
+                format!("fail{i}@x.test")
+            } else {
+                format!("ok{i}@x.test")
+            }
+        })
+        .collect();
+    let refs: Vec<&str> = addresses.iter().map(String::as_str).collect();
+    let report = client()
+        .deliver(
+            &NextHop::Smtp(hop(port, TlsPolicy::None, None)),
+            &envelope(&refs),
+            MESSAGE,
+        )
+        .await;
+    for (i, outcome) in report.outcomes.iter().enumerate() {
+        match outcome {
+            Outcome::Failed(f) if i % 3 == 0 => assert_eq!(f.status, Status::new(5, 1, 1)),
+            Outcome::Delivered { .. } if i % 3 != 0 => {}
+            other => panic!("recipient {i}: {other:?}"),
+        }
+    }
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.verbs().iter().filter(|v| *v == "RCPT").count(), 250);
+    assert_eq!(seen.data.len(), 1);
+}

@@ -483,85 +483,20 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     message: &[u8],
     outcomes: &mut [Option<Outcome>],
 ) -> Result<(), ConnError> {
-    let t = peer.timeouts;
-    let host = peer.host;
     let mail = params::mail(envelope, caps, message.len(), data::is_8bit(message));
-    let to_send: Vec<usize> = (0..outcomes.len())
+    let rcpts: Vec<(usize, String)> = (0..outcomes.len())
         .filter(|&i| outcomes[i].is_none())
+        .map(|i| (i, params::rcpt(&envelope.recipients[i], caps)))
         .collect();
-    let rcpts: Vec<String> = to_send
-        .iter()
-        .map(|&i| params::rcpt(&envelope.recipients[i], caps))
-        .collect();
-    let mut accepted = Vec::new();
-    let data_reply;
-    if caps.pipelining {
-        let mut batch = mail.into_bytes();
-        for rcpt in &rcpts {
-            batch.extend_from_slice(rcpt.as_bytes());
-        }
-        batch.extend_from_slice(b"DATA\r\n");
-        conn.send(&batch, t.command, "sending MAIL, RCPT and DATA")
-            .await?;
-        let mail_reply = conn.reply(t.command, "after MAIL").await?;
-        for &i in &to_send {
-            let reply = conn.reply(t.command, "after RCPT").await?;
-            if !mail_reply.is_positive() {
-                continue;
-            }
-            tracing::debug!(host, code = reply.code, "RCPT");
-            if reply.is_positive() {
-                accepted.push(i);
-            } else {
-                outcomes[i] = Some(Outcome::from_reply(&reply, host));
-            }
-        }
-        let reply = conn.reply(t.data_init, "after DATA").await?;
-        if !mail_reply.is_positive() {
-            for &i in &to_send {
-                outcomes[i] = Some(Outcome::from_reply(&mail_reply, host));
-            }
-        }
-        if reply.code == 354 && accepted.is_empty() {
-            // The peer took DATA without a recipient (RFC 2920 says it must
-            // not); an empty message ends it and delivers nothing.
-            conn.send(b".\r\n", t.data_block, "ending empty data")
-                .await?;
-            if peer.protocol == Protocol::Smtp {
-                conn.reply(t.data_term, "after the data").await?;
-            }
-            return Ok(());
-        }
-        data_reply = reply;
+    let opened = if caps.pipelining {
+        pipelined(conn, peer, &mail, &rcpts, outcomes).await?
     } else {
-        conn.send(mail.as_bytes(), t.command, "sending MAIL")
-            .await?;
-        let mail_reply = conn.reply(t.command, "after MAIL").await?;
-        if !mail_reply.is_positive() {
-            for &i in &to_send {
-                outcomes[i] = Some(Outcome::from_reply(&mail_reply, host));
-            }
-            return Ok(());
-        }
-        for (&i, rcpt) in to_send.iter().zip(&rcpts) {
-            conn.send(rcpt.as_bytes(), t.command, "sending RCPT")
-                .await?;
-            let reply = conn.reply(t.command, "after RCPT").await?;
-            if reply.is_positive() {
-                accepted.push(i);
-            } else {
-                outcomes[i] = Some(Outcome::from_reply(&reply, host));
-            }
-        }
-        if accepted.is_empty() {
-            return Ok(());
-        }
-        conn.send(b"DATA\r\n", t.command, "sending DATA").await?;
-        data_reply = conn.reply(t.data_init, "after DATA").await?;
-    }
-    if accepted.is_empty() {
+        lockstep(conn, peer, &mail, &rcpts, outcomes).await?
+    };
+    let Some((accepted, data_reply)) = opened else {
         return Ok(());
-    }
+    };
+    let (t, host) = (peer.timeouts, peer.host);
     if data_reply.code != 354 {
         let outcome = if data_reply.is_positive() {
             Outcome::deferred(
@@ -573,6 +508,16 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         };
         for &i in &accepted {
             outcomes[i] = Some(outcome.clone());
+        }
+        return Ok(());
+    }
+    if accepted.is_empty() {
+        // A pipelining peer took DATA without a recipient (RFC 2920 says it
+        // must not); an empty message ends it and delivers nothing.
+        conn.send(b".\r\n", t.data_block, "ending empty data")
+            .await?;
+        if peer.protocol == Protocol::Smtp {
+            conn.reply(t.data_term, "after the data").await?;
         }
         return Ok(());
     }
@@ -602,6 +547,111 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     Ok(())
+}
+
+/// Recipients sent in one pipelined group: enough to save round trips,
+/// few enough that the peer's replies never fill the socket buffers while
+/// we are still writing (RFC 2920 3.1).
+const PIPELINE_GROUP: usize = 100;
+
+/// `MAIL`, the `RCPT`s and `DATA` in pipelined groups. The accepted
+/// recipients and the reply to `DATA`, or `None` when `MAIL` was refused
+/// (its reply is every recipient's outcome).
+async fn pipelined<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    peer: &Peer<'_>,
+    mail: &str,
+    rcpts: &[(usize, String)],
+    outcomes: &mut [Option<Outcome>],
+) -> Result<Option<(Vec<usize>, Reply)>, ConnError> {
+    let (t, host) = (peer.timeouts, peer.host);
+    let groups: Vec<&[(usize, String)]> = rcpts.chunks(PIPELINE_GROUP).collect();
+    let mut mail_reply: Option<Reply> = None;
+    let mut accepted = Vec::new();
+    for (n, group) in groups.iter().enumerate() {
+        let mut batch = Vec::new();
+        if n == 0 {
+            batch.extend_from_slice(mail.as_bytes());
+        }
+        for (_, rcpt) in *group {
+            batch.extend_from_slice(rcpt.as_bytes());
+        }
+        if n + 1 == groups.len() {
+            batch.extend_from_slice(b"DATA\r\n");
+        }
+        conn.send(&batch, t.command, "sending MAIL, RCPT and DATA")
+            .await?;
+        if n == 0 {
+            mail_reply = Some(conn.reply(t.command, "after MAIL").await?);
+        }
+        let mail_ok = mail_reply.as_ref().is_some_and(Reply::is_positive);
+        for (i, _) in *group {
+            let reply = conn.reply(t.command, "after RCPT").await?;
+            if !mail_ok {
+                continue;
+            }
+            if reply.is_positive() {
+                accepted.push(*i);
+            } else {
+                outcomes[*i] = Some(Outcome::from_reply(&reply, host));
+            }
+        }
+    }
+    let data_reply = conn.reply(t.data_init, "after DATA").await?;
+    match mail_reply {
+        Some(reply) if !reply.is_positive() => {
+            for (i, _) in rcpts {
+                outcomes[*i] = Some(Outcome::from_reply(&reply, host));
+            }
+            if data_reply.code == 354 {
+                conn.send(b".\r\n", t.data_block, "ending empty data")
+                    .await?;
+                if peer.protocol == Protocol::Smtp {
+                    conn.reply(t.data_term, "after the data").await?;
+                }
+            }
+            Ok(None)
+        }
+        _ => Ok(Some((accepted, data_reply))),
+    }
+}
+
+/// `MAIL`, each `RCPT` and `DATA`, each waiting for its reply. Like
+/// [`pipelined`]; `None` also when no recipient was accepted.
+async fn lockstep<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    peer: &Peer<'_>,
+    mail: &str,
+    rcpts: &[(usize, String)],
+    outcomes: &mut [Option<Outcome>],
+) -> Result<Option<(Vec<usize>, Reply)>, ConnError> {
+    let (t, host) = (peer.timeouts, peer.host);
+    conn.send(mail.as_bytes(), t.command, "sending MAIL")
+        .await?;
+    let mail_reply = conn.reply(t.command, "after MAIL").await?;
+    if !mail_reply.is_positive() {
+        for (i, _) in rcpts {
+            outcomes[*i] = Some(Outcome::from_reply(&mail_reply, host));
+        }
+        return Ok(None);
+    }
+    let mut accepted = Vec::new();
+    for (i, rcpt) in rcpts {
+        conn.send(rcpt.as_bytes(), t.command, "sending RCPT")
+            .await?;
+        let reply = conn.reply(t.command, "after RCPT").await?;
+        if reply.is_positive() {
+            accepted.push(*i);
+        } else {
+            outcomes[*i] = Some(Outcome::from_reply(&reply, host));
+        }
+    }
+    if accepted.is_empty() {
+        return Ok(None);
+    }
+    conn.send(b"DATA\r\n", t.command, "sending DATA").await?;
+    let data_reply = conn.reply(t.data_init, "after DATA").await?;
+    Ok(Some((accepted, data_reply)))
 }
 
 /// `QUIT`, best effort: the outcomes are known already.
