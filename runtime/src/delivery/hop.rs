@@ -140,3 +140,113 @@ impl NextHop {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use mailgw_plan::{EndpointTls, SourceRef};
+
+    use super::*;
+
+    fn connector(deliver: Deliver, credentials: Option<String>) -> Connector {
+        Connector {
+            name: "out".into(),
+            address_spaces: Vec::new(),
+            deliver,
+            tls: TlsPolicy::Require,
+            credentials,
+            accept_from: Vec::new(),
+            reject_from: Vec::new(),
+            source: SourceRef::new(0, 1),
+        }
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temporary file");
+        file.write_all(text.as_bytes()).expect("write");
+        file
+    }
+
+    #[test]
+    fn connector_hops_read_the_credentials_file() {
+        let secrets = file("user = \"gw\"\npassword = \"p4ss\"\n");
+        let path = secrets.path().to_string_lossy().into_owned();
+        let smarthost = Deliver::Smarthost {
+            host: "relay.example".into(),
+            port: 587,
+        };
+        let hop = NextHop::connector(&connector(smarthost, Some(path)), "x.test").expect("hop");
+        let NextHop::Smtp(smtp) = &hop else {
+            panic!("{hop:?}");
+        };
+        assert_eq!(
+            smtp.target,
+            Target::Host {
+                host: "relay.example".into(),
+                port: 587
+            }
+        );
+        assert_eq!(smtp.tls, TlsPolicy::Require);
+        let credentials = smtp.credentials.as_ref().expect("credentials");
+        assert_eq!(
+            (credentials.user.as_str(), credentials.password.expose()),
+            ("gw", "p4ss")
+        );
+        assert!(!format!("{hop:?}").contains("p4ss"));
+
+        let hop = NextHop::connector(&connector(Deliver::Mx { port: 26 }, None), "x.test");
+        let Ok(NextHop::Smtp(smtp)) = hop else {
+            panic!("{hop:?}");
+        };
+        assert_eq!(
+            smtp.target,
+            Target::Mx {
+                domain: "x.test".into(),
+                port: 26
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_credentials_file_is_an_error_that_hides_its_content() {
+        for text in [
+            "user = \"gw\"\n",
+            "user = \"gw\"\npassword = \"p4ss\" oops\n",
+        ] {
+            let secrets = file(text);
+            let path = secrets.path().to_string_lossy().into_owned();
+            let error = SmtpCredentials::load(&path).expect_err("invalid");
+            assert!(error.contains(&path) && !error.contains("p4ss"), "{error}");
+        }
+    }
+
+    #[test]
+    fn backend_hops_use_the_lmtp_endpoint() {
+        let mut backend = Backend {
+            name: "mbx".into(),
+            host: "10.0.0.5".into(),
+            imap: None,
+            pop3: None,
+            lmtp: None,
+            smtp: None,
+            forward_client: false,
+            ca: Some("/etc/ca.pem".into()),
+            source: SourceRef::new(0, 1),
+        };
+        assert_eq!(NextHop::backend(&backend), None);
+        let endpoint = Endpoint {
+            port: 24,
+            tls: EndpointTls::StartTls,
+        };
+        backend.lmtp = Some(endpoint);
+        assert_eq!(
+            NextHop::backend(&backend),
+            Some(NextHop::Lmtp(LmtpHop {
+                host: "10.0.0.5".into(),
+                endpoint,
+                ca: Some(PathBuf::from("/etc/ca.pem")),
+            }))
+        );
+    }
+}

@@ -22,6 +22,26 @@
 //! (5.6.3, which RFC 6152 allows instead of a conversion), needing
 //! `SMTPUTF8` the peer lacks (5.6.7). Credentials go only over TLS, and
 //! neither they nor the `AUTH` exchange are ever logged.
+//!
+//! ```no_run
+//! use mailgw_runtime::delivery::{Client, Envelope, NextHop, Outcome};
+//! # async fn example(plan: &mailgw_plan::Plan, spooled: &mailgw_runtime::spool::Envelope,
+//! #                  message: &[u8]) -> Result<(), String> {
+//! let client = Client::new(plan)?;
+//! // Recipients 0 and 2 of the spooled message go out through connector 0.
+//! let envelope = Envelope::from_spool(spooled, &[0, 2]);
+//! let hop = NextHop::connector(&plan.connectors[0], "example.net")?;
+//! let report = client.deliver(&hop, &envelope, message).await;
+//! for (recipient, outcome) in envelope.recipients.iter().zip(&report.outcomes) {
+//!     match outcome {
+//!         Outcome::Delivered { reply } => println!("{}: {reply}", recipient.address),
+//!         Outcome::Deferred(why) => println!("{}: later, {}", recipient.address, why.reason),
+//!         Outcome::Failed(why) => println!("{}: bounce {} {}", recipient.address, why.status, why.reason),
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 mod capabilities;
 mod connection;
