@@ -54,6 +54,7 @@ mod params;
 mod reply;
 mod session;
 mod tls;
+mod transaction;
 
 use std::net::SocketAddr;
 use std::time::Duration;
