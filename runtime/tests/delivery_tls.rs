@@ -400,3 +400,123 @@ async fn many_recipients_are_pipelined_in_groups_with_replies_in_order() {
     assert_eq!(seen.verbs().iter().filter(|v| *v == "RCPT").count(), 250);
     assert_eq!(seen.data.len(), 1);
 }
+
+#[tokio::test]
+async fn addresses_that_could_inject_commands_are_failed_alone() {
+    let (port, seen) = peer::spawn(Script::default()).await;
+    let env = envelope(&["x@y.test>\r\nRSET\r\nRCPT TO:<z@y.test", "b@x.test"]);
+    let report = client()
+        .deliver(
+            &NextHop::Smtp(hop(port, TlsPolicy::None, None)),
+            &env,
+            MESSAGE,
+        )
+        .await;
+    let [Outcome::Failed(f), Outcome::Delivered { .. }] = &report.outcomes[..] else {
+        panic!("{report:?}");
+    };
+    assert_eq!(f.status, Status::new(5, 1, 3));
+    let verbs = seen.lock().expect("lock").verbs();
+    assert_eq!(verbs, ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]);
+}
+
+#[tokio::test]
+async fn smtputf8_is_passed_on_or_the_message_fails_with_5_6_7() {
+    let mut env = envelope(&["jörg@x.test"]);
+    env.smtputf8 = true;
+    let message = "Subject: Grüße\r\n\r\nx\r\n".as_bytes();
+
+    let (port, seen) = peer::spawn(Script::default()).await;
+    let report = client()
+        .deliver(
+            &NextHop::Smtp(hop(port, TlsPolicy::None, None)),
+            &env,
+            message,
+        )
+        .await;
+    let [Outcome::Failed(f)] = &report.outcomes[..] else {
+        panic!("{report:?}");
+    };
+    assert_eq!(f.status, Status::new(5, 6, 7));
+    assert!(!seen
+        .lock()
+        .expect("lock")
+        .verbs()
+        .contains(&"MAIL".to_owned()));
+
+    let mut script = Script::default();
+    script.extensions.push("SMTPUTF8");
+    let (port, seen) = peer::spawn(script).await;
+    let report = client()
+        .deliver(
+            &NextHop::Smtp(hop(port, TlsPolicy::None, None)),
+            &env,
+            message,
+        )
+        .await;
+    assert!(
+        matches!(report.outcomes[..], [Outcome::Delivered { .. }]),
+        "{report:?}"
+    );
+    let seen = seen.lock().expect("lock").clone();
+    let mail = seen
+        .commands
+        .iter()
+        .find(|(_, c)| c.starts_with("MAIL"))
+        .expect("MAIL");
+    assert_eq!(mail.1, "MAIL FROM:<a@example.org> BODY=8BITMIME SMTPUTF8");
+}
+
+/// Collects log output.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_login_is_never_logged() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (mut script, pem) = tls_script();
+    script.extensions.push("AUTH LOGIN PLAIN");
+    let (port, _seen) = peer::spawn(script).await;
+    let ca = ca_file(&pem);
+    let mut smtp = hop(port, TlsPolicy::Require, Some(&ca));
+    smtp.credentials = Some(SmtpCredentials {
+        user: "gateway".into(),
+        password: Password::new("s3cret-pw".into()),
+    });
+    let report = client()
+        .deliver(&NextHop::Smtp(smtp), &envelope(&["b@x.test"]), MESSAGE)
+        .await;
+    assert!(
+        matches!(report.outcomes[..], [Outcome::Delivered { .. }]),
+        "{report:?}"
+    );
+
+    let logged = String::from_utf8_lossy(&capture.0.lock().expect("lock")).into_owned();
+    assert!(
+        logged.contains("localhost") && logged.contains("250"),
+        "{logged}"
+    );
+    let token = mailgw_runtime::smtp::auth::encode_base64(b"\0gateway\0s3cret-pw");
+    for secret in ["s3cret-pw", token.as_str()] {
+        assert!(!logged.contains(secret), "{secret} in {logged}");
+    }
+}
