@@ -110,3 +110,37 @@ async fn starttls_with_the_backends_ca() {
     assert_eq!(f.status.to_string(), "4.7.5", "{}", f.reason);
     assert_eq!(dovecot.messages("alice").len(), 1);
 }
+
+#[tokio::test]
+async fn implicit_tls() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let (cert, key) = (certified.cert.pem(), certified.key_pair.serialize_pem());
+    let lmtps = dovecot::free_port();
+    let Some(dovecot) = Dovecot::builder()
+        .user("alice", "pw")
+        .tls(&cert, &key)
+        .extra(BY_LOCAL_PART)
+        .extra(&format!(
+            "service lmtp {{\n  inet_listener lmtps {{\n    address = 127.0.0.1\n    port = {lmtps}\n    ssl = yes\n  }}\n}}"
+        ))
+        .start()
+    else {
+        return;
+    };
+    let mut ca = tempfile::NamedTempFile::new().expect("temporary file");
+    ca.write_all(cert.as_bytes()).expect("write CA");
+    let report = client()
+        .deliver(
+            &lmtp(lmtps, EndpointTls::Implicit, Some(&ca)),
+            &envelope(&["alice@x.test"]),
+            b"Subject: implicit\r\n\r\nx\r\n",
+        )
+        .await;
+    assert!(
+        matches!(report.outcomes[..], [Outcome::Delivered { .. }]),
+        "{report:?}\n{}",
+        dovecot.log()
+    );
+    assert_eq!(dovecot.messages("alice").len(), 1);
+}
