@@ -520,3 +520,40 @@ async fn the_login_is_never_logged() {
         assert!(!logged.contains(secret), "{secret} in {logged}");
     }
 }
+
+#[tokio::test]
+async fn a_failed_opportunistic_handshake_retries_in_clear_text_but_require_defers() {
+    let (mut script, pem) = tls_script();
+    script.broken_tls = true;
+    let (port, seen) = peer::spawn(script.clone()).await;
+    let report = client()
+        .deliver(
+            &NextHop::Smtp(hop(port, TlsPolicy::Opportunistic, None)),
+            &envelope(&["b@x.test"]),
+            MESSAGE,
+        )
+        .await;
+    assert!(
+        matches!(report.outcomes[..], [Outcome::Delivered { .. }]),
+        "{report:?}"
+    );
+    assert_eq!(
+        seen.lock().expect("lock").verbs(),
+        ["EHLO", "STARTTLS", "EHLO", "MAIL", "RCPT", "DATA", "QUIT"]
+    );
+
+    let (port, seen) = peer::spawn(script).await;
+    let ca = ca_file(&pem);
+    let report = client()
+        .deliver(
+            &NextHop::Smtp(hop(port, TlsPolicy::Require, Some(&ca))),
+            &envelope(&["b@x.test"]),
+            MESSAGE,
+        )
+        .await;
+    let [Outcome::Deferred(f)] = &report.outcomes[..] else {
+        panic!("{report:?}");
+    };
+    assert_eq!(f.status, Status::new(4, 7, 5), "{}", f.reason);
+    assert_eq!(seen.lock().expect("lock").verbs(), ["EHLO", "STARTTLS"]);
+}

@@ -258,36 +258,29 @@ impl Client {
                 continue;
             }
             for addr in addrs {
-                let tcp =
-                    match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr))
-                        .await
-                    {
-                        Ok(Ok(tcp)) => tcp,
-                        Ok(Err(e)) => {
-                            tracing::info!(host = name, %addr, error = %e, "cannot connect");
-                            last = Some(Outcome::deferred(
-                                Status::new(4, 4, 1),
-                                format!("cannot connect to {name} [{addr}]: {e}"),
-                            ));
-                            continue;
-                        }
-                        Err(_) => {
-                            tracing::info!(host = name, %addr, "connection timed out");
-                            last = Some(Outcome::deferred(
-                                Status::new(4, 4, 1),
-                                format!("connection to {name} [{addr}] timed out"),
-                            ));
-                            continue;
-                        }
+                let peer = template.for_host(name);
+                let mut attempt = self.attempt(addr, &peer, envelope, message).await;
+                if let Ok(Attempt::PlainRetry(outcome)) = attempt {
+                    tracing::info!(host = name, %addr, "opportunistic TLS failed; trying again in clear text");
+                    let plain = Peer {
+                        tls: TlsMode::None,
+                        ..peer.clone()
                     };
-                tracing::debug!(host = name, %addr, "connected");
-                remote = Some(RemoteMta {
-                    name: name.trim_end_matches('.').to_owned(),
-                    addr,
-                });
-                match session::run(tcp, &template.for_host(name), envelope, message).await {
-                    Attempt::Done(outcomes) => return Report { remote, outcomes },
-                    Attempt::NextHost(outcome) => last = Some(outcome),
+                    attempt = match self.attempt(addr, &plain, envelope, message).await {
+                        Ok(Attempt::PlainRetry(_)) => Ok(Attempt::NextHost(outcome)),
+                        other => other,
+                    };
+                }
+                match attempt {
+                    Ok(Attempt::Done(outcomes)) => {
+                        let remote = Some(remote_mta(name, addr));
+                        return Report { remote, outcomes };
+                    }
+                    Ok(Attempt::NextHost(outcome) | Attempt::PlainRetry(outcome)) => {
+                        remote = Some(remote_mta(name, addr));
+                        last = Some(outcome);
+                    }
+                    Err(outcome) => last = Some(outcome),
                 }
             }
         }
@@ -297,6 +290,38 @@ impl Client {
             remote,
             outcomes: vec![outcome; n],
         }
+    }
+
+    /// Connects to `addr` and runs a session; `Err` when the connection
+    /// cannot be made.
+    async fn attempt(
+        &self,
+        addr: SocketAddr,
+        peer: &Peer<'_>,
+        envelope: &Envelope,
+        message: &[u8],
+    ) -> Result<Attempt, Outcome> {
+        let host = peer.host;
+        let tcp = match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr)).await
+        {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(e)) => {
+                tracing::info!(host, %addr, error = %e, "cannot connect");
+                return Err(Outcome::deferred(
+                    Status::new(4, 4, 1),
+                    format!("cannot connect to {host} [{addr}]: {e}"),
+                ));
+            }
+            Err(_) => {
+                tracing::info!(host, %addr, "connection timed out");
+                return Err(Outcome::deferred(
+                    Status::new(4, 4, 1),
+                    format!("connection to {host} [{addr}] timed out"),
+                ));
+            }
+        };
+        tracing::debug!(host, %addr, "connected");
+        Ok(session::run(tcp, peer, envelope, message).await)
     }
 
     /// The socket addresses of `name`: through the DNS resolver for MX
@@ -318,6 +343,14 @@ impl Client {
                 Err(reason) => Err(Outcome::deferred(Status::new(4, 4, 3), reason)),
             },
         }
+    }
+}
+
+/// The `Remote-MTA` for host `name` at `addr`.
+fn remote_mta(name: &str, addr: SocketAddr) -> RemoteMta {
+    RemoteMta {
+        name: name.trim_end_matches('.').to_owned(),
+        addr,
     }
 }
 

@@ -85,6 +85,10 @@ pub(crate) enum Attempt {
     /// `AUTH` failed): the next host may; the outcome is the deferral if
     /// none does.
     NextHost(Outcome),
+    /// Opportunistic TLS failed in the handshake: the same host may take
+    /// the mail over a new connection in clear text, as RFC 7435 wants
+    /// rather than no delivery; the outcome is the deferral if not.
+    PlainRetry(Outcome),
     /// The transaction ran: one outcome per recipient.
     Done(Vec<Outcome>),
 }
@@ -204,11 +208,14 @@ async fn starttls<S: AsyncRead + AsyncWrite + Unpin>(
             tracing::debug!(host = peer.host, "TLS established");
             Upgrade::Tls(Box::new(Connection::new(stream, peer.host)))
         }
-        Err(e) => Upgrade::Failed(Attempt::NextHost(connection_failure(
-            peer.host,
-            "in the TLS handshake",
-            &e,
-        ))),
+        Err(e) => {
+            let outcome = connection_failure(peer.host, "in the TLS handshake", &e);
+            Upgrade::Failed(if required {
+                Attempt::NextHost(outcome)
+            } else {
+                Attempt::PlainRetry(outcome)
+            })
+        }
     }
 }
 

@@ -5,7 +5,8 @@
 //! one, to the webpki roots, and name the host. Opportunistic TLS (RFC
 //! 7435) encrypts against passive listeners and checks nothing about the
 //! certificate, as MTAs do: a check that fails would only push the mail
-//! back to clear text.
+//! back to clear text. When an opportunistic handshake fails all the same,
+//! the host is tried once more in clear text (`Client::deliver`).
 
 use std::path::Path;
 use std::sync::Arc;

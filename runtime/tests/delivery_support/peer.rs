@@ -27,6 +27,9 @@ pub struct Script {
     pub tls: Option<Arc<ServerConfig>>,
     /// Clear-text bytes sent right after `220` to `STARTTLS`.
     pub after_starttls: &'static str,
+    /// Close the connection after `220` to `STARTTLS` instead of the
+    /// handshake.
+    pub broken_tls: bool,
     /// The reply to `RCPT TO:<address>`.
     pub rcpt: fn(&str) -> &'static str,
     /// The reply that ends `AUTH`.
@@ -40,6 +43,7 @@ impl Default for Script {
             extensions: vec!["PIPELINING", "8BITMIME", "ENHANCEDSTATUSCODES"],
             tls: None,
             after_starttls: "",
+            broken_tls: false,
             rcpt: |_| "250 2.1.5 ok",
             auth: "235 2.7.0 ok",
         }
@@ -151,6 +155,9 @@ async fn session(
             };
             let reply = format!("220 2.0.0 go ahead\r\n{}", script.after_starttls);
             io.get_mut().write_all(reply.as_bytes()).await?;
+            if script.broken_tls {
+                return Ok(());
+            }
             let tls = TlsAcceptor::from(config).accept(io.into_inner()).await?;
             io = BufReader::new(Box::new(tls));
             encrypted = true;
