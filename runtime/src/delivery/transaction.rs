@@ -76,7 +76,7 @@ pub(crate) async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     {
         let outcome = Outcome::failed(
             Status::new(5, 1, 7),
-            "the sender address holds control characters",
+            "the sender address holds characters no SMTP command may carry",
         );
         return vec![outcome; n];
     }
@@ -87,7 +87,7 @@ pub(crate) async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
             (!params::is_safe_address(&r.address)).then(|| {
                 Outcome::failed(
                     Status::new(5, 1, 3),
-                    "the recipient address holds control characters",
+                    "the recipient address holds characters no SMTP command may carry",
                 )
             })
         })
