@@ -2,10 +2,11 @@
 //!
 //! The runtime never sees configuration source text, only the plan. Its
 //! protocol cores are I/O-free state machines ([`smtp`], the pre-login
-//! sessions of the [`proxy`]); durable state lives
-//! in the [`spool`].
+//! sessions of the [`proxy`]); durable state lives in the [`spool`]; the
+//! [`delivery`] clients take mail out over SMTP and LMTP.
 
 pub mod auth;
+pub mod delivery;
 pub mod proxy;
 pub mod server;
 pub mod smtp;
