@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod delivery;
 pub mod proxy;
+pub mod queue;
 pub mod server;
 pub mod smtp;
 pub mod spool;
