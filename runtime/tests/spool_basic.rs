@@ -23,6 +23,7 @@ fn envelope(recipients: usize) -> Envelope {
                     delay: false,
                 }),
                 state: RecipientState::Pending,
+                journal: false,
             })
             .collect(),
         ret: Some(Ret::Full),
@@ -34,6 +35,7 @@ fn envelope(recipients: usize) -> Envelope {
         auth_user: None,
         received_at: UNIX_EPOCH + Duration::from_micros(1_750_000_000_000_001),
         size: 0,
+        origin: Default::default(),
     }
 }
 

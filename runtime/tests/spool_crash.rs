@@ -66,6 +66,7 @@ fn envelope() -> Envelope {
         auth_user: None,
         received_at: UNIX_EPOCH,
         size: 0,
+        origin: Default::default(),
     }
 }
 

@@ -28,6 +28,7 @@ fn envelope() -> Envelope {
         auth_user: None,
         received_at: UNIX_EPOCH + Duration::from_secs(1_750_000_000),
         size: 0,
+        origin: Default::default(),
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use mailgw_compiler::diagnostic::{Report, Severity};
 use mailgw_plan::{LogLevel, Plan};
+use mailgw_runtime::queue::{Limits, Queue};
 use mailgw_runtime::server::{Generation, Server};
 use mailgw_runtime::spool::Spool;
 use tokio::signal::unix::{signal, SignalKind};
@@ -142,7 +143,7 @@ fn init_logging(level: LogLevel) {
 async fn serve(path: PathBuf, generation: Generation, grace: Duration) -> ExitCode {
     let root = PathBuf::from(&generation.plan.queue.spool);
     let opened = tokio::task::spawn_blocking(move || Spool::open(&root)).await;
-    let spool = match opened {
+    let (spool, recovered) = match opened {
         Ok(Ok((spool, recovered))) => {
             tracing::info!(
                 spool = %generation.plan.queue.spool,
@@ -151,7 +152,7 @@ async fn serve(path: PathBuf, generation: Generation, grace: Duration) -> ExitCo
                 corrupt = recovered.corrupt.len(),
                 "spool open"
             );
-            spool
+            (spool, recovered.messages)
         }
         Ok(Err(e)) => {
             tracing::error!(spool = %generation.plan.queue.spool, error = %e, "cannot open the spool");
@@ -174,13 +175,21 @@ async fn serve(path: PathBuf, generation: Generation, grace: Duration) -> ExitCo
             return ExitCode::from(1);
         }
     };
-    let mut server = match Server::start(generation, spool).await {
+    let arrivals = spool.arrivals();
+    let mut server = match Server::start(generation, spool.clone()).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
             return ExitCode::from(1);
         }
     };
+    let queue = Queue::start(
+        spool,
+        server.plans(),
+        recovered,
+        arrivals,
+        Limits::default(),
+    );
     tracing::info!(plan = %path.display(), "mailgw ready");
     loop {
         tokio::select! {
@@ -191,6 +200,7 @@ async fn serve(path: PathBuf, generation: Generation, grace: Duration) -> ExitCo
                 } else {
                     tracing::warn!("grace period over; closing the sessions left");
                 }
+                queue.stop().await;
                 return ExitCode::SUCCESS;
             }
             _ = int.recv() => {

@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::deliver::spool_message;
 use crate::auth::{Authenticator, Verdict};
+use crate::queue::intake::MemberAddresses;
 use crate::smtp::{AuthOutcome, Session, SessionConfig, Step, Waiting};
 use crate::spool::Spool;
 
@@ -54,6 +55,8 @@ pub struct Context {
     pub spool: Spool,
     /// Verifies AUTH credentials.
     pub authenticator: Arc<Authenticator>,
+    /// Group members' addresses, for expansion at queueing.
+    pub members: Arc<MemberAddresses>,
     /// Becomes `true` at a graceful shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// Dropped when the connection ends; the server waits for all of them
@@ -293,7 +296,7 @@ impl Driver {
                     });
                 }
                 Step::Deliver(delivery) => {
-                    let result = spool_message(&self.ctx.spool, &self.id, *delivery).await;
+                    let result = spool_message(&self.ctx, &self.id, *delivery).await;
                     session.spooled(result);
                 }
                 Step::Close => return self.close(stream, out).await,

@@ -1,13 +1,16 @@
 //! Spooling a message the session accepted: the session's envelope into
-//! the spool's, the bytes into `incoming/`, the commit into `queue/`.
+//! the spool's (groups expanded, the journal added: [`intake`]), the bytes
+//! into `incoming/`, the commit into `queue/`.
 
-use crate::smtp::{self, Delivery, SpoolResult};
-use crate::spool::{self, Spool, SpoolError};
+use super::connection::Context;
+use crate::queue::intake;
+use crate::smtp::{Delivery, SpoolResult};
+use crate::spool::{self, SpoolError};
 
 /// Stores `delivery` durably; the result is what the session answers
 /// (`250` only once the message is committed, every error `452 4.3.1`).
-pub async fn spool_message(spool: &Spool, session: &str, delivery: Delivery) -> SpoolResult {
-    match write(spool, delivery).await {
+pub async fn spool_message(ctx: &Context, session: &str, delivery: Delivery) -> SpoolResult {
+    match write(ctx, delivery).await {
         Ok(id) => {
             tracing::info!(session = %session, queue_id = %id, "queued");
             SpoolResult::Queued(id.to_string())
@@ -19,54 +22,14 @@ pub async fn spool_message(spool: &Spool, session: &str, delivery: Delivery) -> 
     }
 }
 
-async fn write(spool: &Spool, delivery: Delivery) -> Result<spool::MessageId, SpoolError> {
-    let mut writer = spool.create().await?;
+async fn write(ctx: &Context, delivery: Delivery) -> Result<spool::MessageId, SpoolError> {
+    let envelope = intake::spool_envelope(
+        &ctx.plan,
+        &ctx.members,
+        &delivery.envelope,
+        ctx.listener.filter_return,
+    );
+    let mut writer = ctx.spool.create().await?;
     writer.write(&delivery.message).await?;
-    writer.commit(envelope(&delivery.envelope)).await
-}
-
-/// The spool's form of a session envelope.
-pub fn envelope(e: &smtp::Envelope) -> spool::Envelope {
-    spool::Envelope {
-        sender: e.sender.as_ref().map(ToString::to_string),
-        recipients: e
-            .recipients
-            .iter()
-            .map(|r| spool::Recipient {
-                address: r.address.to_string(),
-                orcpt: r
-                    .orcpt
-                    .as_ref()
-                    .map(|o| format!("{};{}", o.addr_type, o.address)),
-                notify: r.notify.map(|n| match n {
-                    smtp::Notify::Never => spool::Notify::default(),
-                    smtp::Notify::On {
-                        success,
-                        failure,
-                        delay,
-                    } => spool::Notify {
-                        success,
-                        failure,
-                        delay,
-                    },
-                }),
-                state: spool::RecipientState::Pending,
-            })
-            .collect(),
-        ret: e.ret.map(|r| match r {
-            smtp::Ret::Full => spool::Ret::Full,
-            smtp::Ret::Headers => spool::Ret::Hdrs,
-        }),
-        envid: e.envid.clone(),
-        body: match e.body {
-            smtp::Body::SevenBit => spool::BodyType::SevenBit,
-            smtp::Body::EightBitMime => spool::BodyType::EightBitMime,
-        },
-        smtputf8: e.smtputf8 == smtp::Utf8::Yes,
-        client_ip: e.client,
-        helo: e.helo.clone(),
-        auth_user: e.authenticated.clone(),
-        received_at: e.received_at,
-        size: 0,
-    }
+    writer.commit(envelope).await
 }

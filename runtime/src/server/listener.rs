@@ -154,6 +154,7 @@ pub async fn accept_loop(tcp: TcpListener, state: Arc<ListenerState>, shared: Sh
             tls,
             spool: shared.spool.clone(),
             authenticator: Arc::clone(&generation.authenticator),
+            members: Arc::clone(&generation.members),
             shutdown: shared.shutdown.clone(),
             _drain: shared.drain.clone(),
         };

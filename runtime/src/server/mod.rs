@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::auth::Authenticator;
+use crate::queue::intake::MemberAddresses;
 use crate::spool::Spool;
 use crate::tls::{self, TlsError};
 use listener::{ListenerState, Shared};
@@ -37,6 +38,9 @@ pub struct Generation {
     pub tls: Vec<Arc<ServerConfig>>,
     /// The credential verifier for this plan.
     pub authenticator: Arc<Authenticator>,
+    /// An address for each mailbox that is a group member, for expansion
+    /// when a message is queued.
+    pub members: Arc<MemberAddresses>,
     /// For implicit-TLS IMAP and POP3 listeners: their profile's
     /// configuration with the protocol's ALPN identifier (RFC 7301), by
     /// profile index and protocol.
@@ -72,6 +76,7 @@ impl Generation {
         let plan = Arc::new(plan);
         Ok(Generation {
             authenticator: Arc::new(Authenticator::new(Arc::clone(&plan))),
+            members: Arc::new(MemberAddresses::of(&plan)),
             plan,
             tls,
             alpn,
@@ -171,6 +176,13 @@ impl Server {
             ));
         }
         Ok(server)
+    }
+
+    /// The plan of the current generation, read anew at each call (for
+    /// the queue manager, which follows reloads).
+    pub fn plans(&self) -> crate::queue::PlanSource {
+        let generation = self.generation.subscribe();
+        Arc::new(move || Arc::clone(&generation.borrow().plan))
     }
 
     /// The addresses accepted on now.

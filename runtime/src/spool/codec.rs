@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::envelope::{BodyType, Envelope, Notify, Recipient, RecipientState, Ret};
+use super::envelope::{BodyType, Envelope, Notify, Origin, Recipient, RecipientState, Ret};
 
 /// The first 8 bytes of a message file.
 pub const MSG_MAGIC: &[u8; 8] = b"MGWSPOOL";
@@ -226,15 +226,18 @@ pub fn encode_envelope(e: &Envelope) -> Vec<u8> {
         BodyType::SevenBit => 0,
         BodyType::EightBitMime => 1,
     });
-    w.u8(u8::from(e.smtputf8));
+    w.u8(u8::from(e.smtputf8) | u8::from(e.origin.inside) << 1 | u8::from(e.origin.filtered) << 2);
     w.u32(u32::try_from(e.recipients.len()).unwrap_or(u32::MAX));
     for r in &e.recipients {
         w.str(&r.address);
         w.opt_str(r.orcpt.as_deref());
-        w.u8(encode_notify(r.notify));
+        w.u8(encode_notify(r.notify) | if r.journal { JOURNAL } else { 0 });
     }
     w.0
 }
+
+/// The recipient flag (beside the `NOTIFY` bits) of a journal recipient.
+const JOURNAL: u8 = 0x08;
 
 fn encode_notify(n: Option<Notify>) -> u8 {
     match n {
@@ -269,20 +272,25 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, String> {
         1 => BodyType::EightBitMime,
         t => return Err(format!("bad BODY {t}")),
     };
-    let smtputf8 = match r.u8()? {
-        0 => false,
-        1 => true,
-        t => return Err(format!("bad SMTPUTF8 flag {t}")),
+    let flags = r.u8()?;
+    if flags & !0b111 != 0 {
+        return Err(format!("bad envelope flags {flags:#x}"));
+    }
+    let smtputf8 = flags & 1 != 0;
+    let origin = Origin {
+        inside: flags & 2 != 0,
+        filtered: flags & 4 != 0,
     };
     let count = r.u32()?;
     let mut recipients = Vec::new();
     for _ in 0..count {
         let address = r.str()?;
         let orcpt = r.opt_str()?;
-        let n = r.u8()?;
-        let notify = match n {
+        let flags = r.u8()?;
+        let journal = flags & JOURNAL != 0;
+        let notify = match flags & !JOURNAL {
             0 => None,
-            n if n & 0x78 == 0 && n & 0x80 != 0 => Some(Notify {
+            n if n & 0x70 == 0 && n & 0x80 != 0 => Some(Notify {
                 success: n & 1 != 0,
                 failure: n & 2 != 0,
                 delay: n & 4 != 0,
@@ -294,6 +302,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, String> {
             orcpt,
             notify,
             state: RecipientState::Pending,
+            journal,
         });
     }
     if !r.at_end() {
@@ -311,6 +320,7 @@ pub fn decode_envelope(bytes: &[u8]) -> Result<Envelope, String> {
         auth_user,
         received_at,
         size,
+        origin,
     })
 }
 
@@ -333,6 +343,8 @@ pub enum Record {
         /// Microseconds since the epoch of the next attempt.
         next_attempt: u64,
     },
+    /// The sender was told the message is delayed (sent once).
+    Warned,
 }
 
 /// Encodes a record framed for the journal: payload length u32, CRC-32 of
@@ -368,6 +380,7 @@ pub fn encode_record(rec: &Record) -> Vec<u8> {
             p.u32(*attempts);
             p.u64(*next_attempt);
         }
+        Record::Warned => p.u8(4),
     }
     let mut out = Writer(Vec::with_capacity(p.0.len() + 8));
     out.u32(u32::try_from(p.0.len()).unwrap_or(u32::MAX));
@@ -399,6 +412,7 @@ fn decode_payload(p: &[u8]) -> Result<Record, String> {
             attempts: r.u32()?,
             next_attempt: r.u64()?,
         },
+        4 => Record::Warned,
         t => return Err(format!("bad record kind {t}")),
     };
     if !r.at_end() {
@@ -457,6 +471,7 @@ mod tests {
                         delay: false,
                     }),
                     state: RecipientState::Pending,
+                    journal: true,
                 },
             ],
             ret: Some(Ret::Hdrs),
@@ -468,6 +483,10 @@ mod tests {
             auth_user: Some("alice".into()),
             received_at: from_micros(1_700_000_000_123_456),
             size: 1234,
+            origin: Origin {
+                inside: true,
+                filtered: true,
+            },
         }
     }
 
@@ -479,6 +498,10 @@ mod tests {
         e.sender = None;
         e.client_ip = "192.0.2.1".parse().expect("literal");
         e.recipients[1].notify = Some(Notify::default());
+        e.origin.filtered = false;
+        assert_eq!(decode_envelope(&encode_envelope(&e)), Ok(e.clone()));
+        e.recipients[1].notify = None;
+        e.origin = Origin::default();
         assert_eq!(decode_envelope(&encode_envelope(&e)), Ok(e));
     }
 
@@ -494,6 +517,7 @@ mod tests {
                 attempts: 3,
                 next_attempt: 99,
             },
+            Record::Warned,
         ];
         let mut bytes: Vec<u8> = recs.iter().flat_map(encode_record).collect();
         let full = bytes.len();

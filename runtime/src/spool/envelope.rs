@@ -35,6 +35,21 @@ pub struct Envelope {
     /// The size of the message in bytes. Set by the spool at commit from the
     /// bytes actually written; what the caller puts here is ignored.
     pub size: u64,
+    /// Where the message came from, for the direction of disclaimers,
+    /// journaling and content filters.
+    pub origin: Origin,
+}
+
+/// Where a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Origin {
+    /// Sent by the organization: an authenticated client, one the relay
+    /// rules let relay, or the gateway itself (DSNs, journal reports).
+    /// Mail from anyone else to a local recipient is inbound.
+    pub inside: bool,
+    /// Came back from the content filter (a `filter-return` listener): it
+    /// is not filtered again.
+    pub filtered: bool,
 }
 
 /// One recipient of a spooled message.
@@ -50,6 +65,9 @@ pub struct Recipient {
     /// [`RecipientState::Pending`] in the committed message file; later
     /// states come from the state journal.
     pub state: RecipientState,
+    /// The journal address (`journal to`): this recipient gets a journal
+    /// report wrapping the message, not the message itself.
+    pub journal: bool,
 }
 
 impl Recipient {
@@ -60,6 +78,7 @@ impl Recipient {
             orcpt: None,
             notify: None,
             state: RecipientState::Pending,
+            journal: false,
         }
     }
 }

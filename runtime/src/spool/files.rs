@@ -154,6 +154,8 @@ pub struct Flags {
     pub attempts: u32,
     /// When the next attempt is due; `None` means now.
     pub next_attempt: Option<SystemTime>,
+    /// Whether the delay warning was sent.
+    pub warned: bool,
 }
 
 /// Applies journal records to an envelope's recipients.
@@ -184,6 +186,7 @@ pub fn replay(envelope: &mut Envelope, records: &[Record]) -> Result<Flags, Stri
                 flags.attempts = *attempts;
                 flags.next_attempt = Some(from_micros(*next_attempt));
             }
+            Record::Warned => flags.warned = true,
         }
     }
     Ok(flags)

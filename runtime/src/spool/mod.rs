@@ -39,7 +39,7 @@ use std::time::SystemTime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::oneshot;
 
-pub use envelope::{BodyType, Envelope, Notify, Recipient, RecipientState, Ret};
+pub use envelope::{BodyType, Envelope, Notify, Origin, Recipient, RecipientState, Ret};
 pub use error::SpoolError;
 pub use id::MessageId;
 pub use recovery::Recovered;
@@ -64,6 +64,8 @@ pub struct QueuedMessage {
     pub attempts: u32,
     /// When the next attempt is due, as last recorded; `None`: now.
     pub next_attempt: Option<SystemTime>,
+    /// Whether the sender was told the message is delayed.
+    pub warned: bool,
 }
 
 impl QueuedMessage {
@@ -113,6 +115,8 @@ struct Inner {
     index: Arc<Mutex<Index>>,
     /// [`Options::max_inline`].
     max_inline: usize,
+    /// Where [`Spool::arrivals`] announces committed messages.
+    arrivals: Mutex<Option<tokio::sync::mpsc::UnboundedSender<MessageId>>>,
 }
 
 impl Inner {
@@ -186,6 +190,7 @@ impl Spool {
                 tx: Mutex::new(tx),
                 index,
                 max_inline: options.max_inline,
+                arrivals: Mutex::new(None),
             }),
         };
         Ok((spool, recovered))
@@ -275,6 +280,37 @@ impl Spool {
             },
         )
         .await
+    }
+
+    /// Records that the sender was told the message is delayed, so it is
+    /// told only once; durable when this returns.
+    pub async fn warned(&self, id: &MessageId) -> Result<(), SpoolError> {
+        self.append(id, Record::Warned).await
+    }
+
+    /// Every message committed from now on, announced once it is durable
+    /// (for the queue manager, the one consumer; a second call takes the
+    /// announcements away from the first).
+    pub fn arrivals(&self) -> tokio::sync::mpsc::UnboundedReceiver<MessageId> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self
+            .inner
+            .arrivals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
+        rx
+    }
+
+    /// Tells the queue manager, if one listens, that `id` is queued.
+    fn announce(&self, id: &MessageId) {
+        let arrivals = self
+            .inner
+            .arrivals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tx) = arrivals.as_ref() {
+            let _ = tx.send(id.clone());
+        }
     }
 
     /// Removes a message and its state journal; durable when this returns.
@@ -425,5 +461,6 @@ fn load(queue: &Path, index: &Mutex<Index>, id: &MessageId) -> Result<QueuedMess
         hold: flags.hold,
         attempts: flags.attempts,
         next_attempt: flags.next_attempt,
+        warned: flags.warned,
     })
 }

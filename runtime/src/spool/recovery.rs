@@ -349,6 +349,7 @@ fn apply_journal(
         hold: flags.hold,
         attempts: flags.attempts,
         next_attempt: flags.next_attempt,
+        warned: flags.warned,
     })
 }
 

@@ -174,6 +174,7 @@ impl SpoolWriter {
             })
             .inspect_err(|_| self.handed_over = false)?;
         wait.await.map_err(|_| SpoolError::Closed)??;
+        self.spool.announce(&self.id);
         Ok(self.id.clone())
     }
 }
