@@ -40,6 +40,8 @@ pub struct Config {
     pub disclaimers: Vec<Disclaimer>,
     /// `filter ...`.
     pub filters: Vec<Filter>,
+    /// `etrn ...` statements.
+    pub etrn: Vec<Etrn>,
     /// `ndr { ... }`.
     pub ndr: Option<Ndr>,
     /// `queue { ... }`.
@@ -454,6 +456,17 @@ pub struct Filter {
     pub span: Span,
 }
 
+/// `etrn PATTERN, ... from NETWORK, ...`.
+#[derive(Debug)]
+pub struct Etrn {
+    /// The domains a client may ask for.
+    pub domains: Vec<Spanned<String>>,
+    /// The clients that may ask.
+    pub from: Vec<Spanned<ipnet::Network>>,
+    /// The statement.
+    pub span: Span,
+}
+
 /// `ndr { copy-to ... }`.
 #[derive(Debug)]
 pub struct Ndr {
@@ -474,6 +487,10 @@ pub struct Queue {
     pub warn_after: Option<Spanned<u64>>,
     /// Bounce after, in seconds.
     pub expire: Option<Spanned<u64>>,
+    /// Delivery connections at once.
+    pub concurrency: Option<Spanned<u32>>,
+    /// Delivery connections at once per destination.
+    pub per_destination: Option<Spanned<u32>>,
     /// The `queue` keyword.
     pub span: Span,
 }

@@ -23,7 +23,7 @@ use std::path::{Component, Path, PathBuf};
 
 use mailgw_plan::{
     AddressPattern, AddressSpace, AuthMode, AuthPlan, Backend, Condition, Connector, Deliver,
-    Direction, Disclaimer, Dns, DomainPattern, Endpoint, EndpointTls, Filter, Gateway, Group,
+    Direction, Disclaimer, Dns, DomainPattern, Endpoint, EndpointTls, Etrn, Filter, Gateway, Group,
     Journal, JournalScope, Limits, Listener, ListenerTls, LocalDomain, Log, LogLevel, Mailbox,
     Member, Ndr, Network, Plan, Position, Protocol, Queue, RecipientTable, RelayAction, RelayRule,
     SenderMatch, SourceMap, SourceRef, Target, TlsMode, TlsPolicy, TlsProfile, TlsSource,
@@ -131,6 +131,23 @@ pub fn lower(db: &SourceDb, config: &Config) -> Plan {
             host: f.host.value.clone(),
             port: f.port,
             source: cx.at(f.span),
+        })
+        .collect();
+    plan.etrn = config
+        .etrn
+        .iter()
+        .map(|e| Etrn {
+            domains: e
+                .domains
+                .iter()
+                .filter_map(|d| DomainPattern::parse(&d.value).ok())
+                .collect(),
+            from: e
+                .from
+                .iter()
+                .filter_map(|n| Network::new(n.value.addr, n.value.prefix).ok())
+                .collect(),
+            source: cx.at(e.span),
         })
         .collect();
     plan.ndr = Ndr {
@@ -565,6 +582,12 @@ fn queue(queue: Option<&ast::Queue>) -> Queue {
         }
         if let Some(e) = &q.expire {
             out.expire_s = saturate(e.value);
+        }
+        if let Some(c) = &q.concurrency {
+            out.concurrency = c.value.max(1);
+        }
+        if let Some(c) = &q.per_destination {
+            out.per_destination = c.value.max(1);
         }
     }
     out

@@ -33,6 +33,7 @@ pub const TOP: &[&str] = &[
     "journal",
     "disclaimer",
     "filter",
+    "etrn",
     "ndr",
     "queue",
     "log",
@@ -320,6 +321,7 @@ impl Reader<'_> {
             "journal" => self.journal(stmt),
             "disclaimer" => self.disclaimer(stmt),
             "filter" => self.filter(stmt),
+            "etrn" => self.etrn(stmt),
             "ndr" => self.ndr(stmt),
             "queue" => self.queue(stmt),
             "log" => self.log(stmt),
@@ -1036,6 +1038,21 @@ impl Reader<'_> {
         Ok(())
     }
 
+    fn etrn(&mut self, stmt: &Statement) -> Read<()> {
+        no_block(stmt)?;
+        let mut args = Args::new(stmt);
+        let domains = args.list(Args::pattern)?;
+        args.expect("from")?;
+        let from = args.list(Args::network)?;
+        args.end()?;
+        self.config.etrn.push(Etrn {
+            domains,
+            from,
+            span: stmt.head(),
+        });
+        Ok(())
+    }
+
     fn ndr(&mut self, stmt: &Statement) -> Read<()> {
         let copy_to = self.list_block(stmt, "copy-to", |args| args.address())?;
         self.config.ndr = Some(Ndr {
@@ -1052,9 +1069,18 @@ impl Reader<'_> {
             retry: Vec::new(),
             warn_after: None,
             expire: None,
+            concurrency: None,
+            per_destination: None,
             span: stmt.keyword.span,
         };
-        let all = ["spool", "retry", "warn-after", "expire"];
+        let all = [
+            "spool",
+            "retry",
+            "warn-after",
+            "expire",
+            "concurrency",
+            "per-destination",
+        ];
         for (keyword, inner) in self.block(stmt, &all, &all)? {
             let mut args = Args::new(inner);
             let result = (|| {
@@ -1068,6 +1094,10 @@ impl Reader<'_> {
                     }
                     "retry" => queue.retry = args.list(Args::duration_s)?,
                     "warn-after" => queue.warn_after = Some(args.duration_s()?),
+                    "concurrency" => queue.concurrency = Some(args.number("a connection count")?),
+                    "per-destination" => {
+                        queue.per_destination = Some(args.number("a connection count")?)
+                    }
                     _ => queue.expire = Some(args.duration_s()?),
                 }
                 args.end()

@@ -21,7 +21,7 @@ use crate::recipient::{Member, Target};
 /// The first eight bytes of every plan file.
 pub const MAGIC: [u8; 8] = *b"MAILGWPL";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Length of the header before the body.
 pub const HEADER_LEN: usize = 8 + 2 + 8 + 4;
 
@@ -355,12 +355,12 @@ mod tests {
             err,
             LoadError::UnsupportedVersion {
                 found: 7,
-                supported: 1
+                supported: FORMAT_VERSION
             }
         ));
-        assert!(err
-            .to_string()
-            .contains("format version 7, this build reads version 1"));
+        assert!(err.to_string().contains(&format!(
+            "format version 7, this build reads version {FORMAT_VERSION}"
+        )));
 
         let err = Plan::from_bytes(&good[..good.len() - 3]).expect_err("truncated");
         assert!(

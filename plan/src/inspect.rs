@@ -197,6 +197,17 @@ impl fmt::Display for Summary<'_> {
                 at(flt.source)
             )?;
         }
+        for e in &plan.etrn {
+            let domains: Vec<String> = e.domains.iter().map(ToString::to_string).collect();
+            let from: Vec<String> = e.from.iter().map(ToString::to_string).collect();
+            writeln!(
+                f,
+                "etrn {} from {}  ({})",
+                domains.join(", "),
+                from.join(", "),
+                at(e.source)
+            )?;
+        }
         if !plan.ndr.copy_to.is_empty() {
             writeln!(f, "ndr copy-to {}", plan.ndr.copy_to.join(", "))?;
         }
@@ -206,6 +217,11 @@ impl fmt::Display for Summary<'_> {
         writeln!(f, "  retry       {}", retry.join(", "))?;
         writeln!(f, "  warn-after  {}", duration(q.warn_after_s))?;
         writeln!(f, "  expire      {}", duration(q.expire_s))?;
+        writeln!(
+            f,
+            "  concurrency {}, per destination {}",
+            q.concurrency, q.per_destination
+        )?;
         writeln!(
             f,
             "log level {}, protocol trace {}",
@@ -309,6 +325,8 @@ mod tests {
             "  allow to \"*.tochter.example\" and sender \"example.com\"",
             "  retry       1m, 5m, 15m, 1h, 4h",
             "  expire      5d",
+            "  concurrency 100, per destination 20",
+            "etrn *.tochter.example from 192.0.2.0/24",
             "log level info, protocol trace off",
             "auth: verify directory, max-failures 5, failure-delay 1000ms",
             "dns: 192.0.2.53:53",

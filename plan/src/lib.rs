@@ -48,8 +48,8 @@ pub use network::{Network, NetworkError};
 pub use pattern::{AddressPattern, DomainPattern, PatternError, Specificity};
 pub use plan::{AuthPlan, Dns, Gateway, Plan, Verify};
 pub use policy::{
-    Direction, Disclaimer, Filter, Journal, JournalScope, Log, LogLevel, Ndr, Position, Queue,
-    UnknownRecipients,
+    Direction, Disclaimer, Etrn, Filter, Journal, JournalScope, Log, LogLevel, Ndr, Position,
+    Queue, UnknownRecipients,
 };
 pub use recipient::{Group, LocalDomain, Mailbox, Member, Target};
 pub use recipient_table::{normalize_address, DuplicateKey, RecipientTable};

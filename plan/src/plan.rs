@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::connector::Connector;
 use crate::listener::{Listener, TlsProfile};
-use crate::policy::{Disclaimer, Filter, Journal, Log, Ndr, Queue, UnknownRecipients};
+use crate::policy::{Disclaimer, Etrn, Filter, Journal, Log, Ndr, Queue, UnknownRecipients};
 use crate::recipient::{Group, LocalDomain, Mailbox};
 use crate::recipient_table::RecipientTable;
 use crate::relay_rule::RelayRule;
@@ -49,6 +49,8 @@ pub struct Plan {
     pub disclaimers: Vec<Disclaimer>,
     /// Content filters (after-queue), in source order.
     pub filters: Vec<Filter>,
+    /// `ETRN` permissions, in source order.
+    pub etrn: Vec<Etrn>,
     /// Non-delivery report settings.
     pub ndr: Ndr,
     /// Queue settings.
@@ -159,6 +161,7 @@ impl Plan {
             journal: None,
             disclaimers: Vec::new(),
             filters: Vec::new(),
+            etrn: Vec::new(),
             ndr: Ndr::default(),
             queue: Queue::default(),
             log: Log::default(),

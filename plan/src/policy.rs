@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::Network;
+use crate::pattern::DomainPattern;
 use crate::source::SourceRef;
 
 /// What happens to mail for an unknown address in a local domain.
@@ -89,6 +91,17 @@ pub struct Filter {
     pub source: SourceRef,
 }
 
+/// Who may ask for which domain's mail with SMTP `ETRN` (RFC 1985).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Etrn {
+    /// The domains that may be asked for.
+    pub domains: Vec<DomainPattern>,
+    /// The clients that may ask.
+    pub from: Vec<Network>,
+    /// The `etrn` line.
+    pub source: SourceRef,
+}
+
 /// Non-delivery report settings.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct Ndr {
@@ -107,6 +120,11 @@ pub struct Queue {
     pub warn_after_s: u32,
     /// Seconds after which the message is returned as undeliverable.
     pub expire_s: u32,
+    /// Delivery connections open at once, over all destinations.
+    pub concurrency: u32,
+    /// Delivery connections open at once to one destination (a backend,
+    /// a smarthost, the MX hosts of one domain).
+    pub per_destination: u32,
 }
 
 impl Default for Queue {
@@ -116,6 +134,8 @@ impl Default for Queue {
             retry: vec![60, 300, 900, 3600, 14_400],
             warn_after_s: 14_400,
             expire_s: 5 * 86_400,
+            concurrency: 100,
+            per_destination: 20,
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::address::Address;
+use crate::address::{Address, Domain};
 use crate::plan::Plan;
 use crate::relay_rule::{Condition, RelayAction, RelayRule};
 use crate::source::SourceRef;
@@ -50,6 +50,18 @@ impl RelayVerdict {
 }
 
 impl Plan {
+    /// Whether `client` may ask for the mail queued for `domain` with
+    /// `ETRN`: some `etrn` line names both.
+    pub fn etrn_allows(&self, client: IpAddr, domain: &Domain) -> Option<SourceRef> {
+        self.etrn
+            .iter()
+            .find(|e| {
+                e.from.iter().any(|n| n.contains(client))
+                    && e.domains.iter().any(|d| d.matches(domain))
+            })
+            .map(|e| e.source)
+    }
+
     /// Checks a recipient against the relay rules: local domains are never
     /// relaying; otherwise rules apply top to bottom, first match wins, and
     /// the default is deny.

@@ -234,6 +234,11 @@ pub fn sample_plan() -> Plan {
         port: 10024,
         source: src(72),
     });
+    plan.etrn.push(Etrn {
+        domains: vec![DomainPattern::parse("*.tochter.example").expect("pattern")],
+        from: vec![Network::new("192.0.2.0".parse().expect("ip"), 24).expect("network")],
+        source: src(73),
+    });
     plan.ndr.copy_to.push("postmaster@example.com".into());
     plan.dns
         .servers

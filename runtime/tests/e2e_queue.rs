@@ -385,3 +385,67 @@ fn inbound_mail_passes_the_content_filter_once_and_outbound_does_not() {
         "outbound mail is not filtered"
     );
 }
+
+#[test]
+fn etrn_from_an_allowed_client_starts_the_domains_mail_at_once() {
+    let Some(b) = Backends::start() else { return };
+    let port = free_port();
+    let smtp = free_port();
+    let extra = "etrn \"remote.test\" from 127.0.0.1/32";
+    let config = b
+        .config(smtp, &smarthost("out", port, 1), extra)
+        .replace("retry 1s", "retry 1h");
+    let gw = start(&config, smtp);
+    send(smtp, "alice@example.test", "carol@remote.test", "etrn");
+    gw.wait_log("deferred", 1);
+    let Some(sink) = SmtpSink::start_on(std::net::Ipv4Addr::LOCALHOST, port, &[]) else {
+        return;
+    };
+    // Without ETRN the next attempt is an hour away.
+    let out = Command::new("swaks")
+        .args([
+            "--server",
+            &format!("127.0.0.1:{smtp}"),
+            "--quit-after",
+            "EHLO",
+        ])
+        .output();
+    let Ok(out) = out else {
+        eprintln!("SKIPPED: swaks is not installed");
+        return;
+    };
+    assert!(String::from_utf8_lossy(&out.stdout).contains("250-ETRN"));
+    let answer = smtp_command(smtp, "ETRN remote.test");
+    assert!(answer.starts_with("253 2.0.0 OK, 1 pending"), "{answer}");
+    wait_for(20, "the delivery ETRN started", &gw, || {
+        gw.queued().is_empty()
+    });
+    assert_eq!(sink.dumps(1).len(), 1);
+    assert!(smtp_command(smtp, "ETRN other.test").starts_with("459"));
+}
+
+/// Sends EHLO then `command` on a raw connection; the reply to `command`.
+fn smtp_command(port: u16, command: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut writer = stream;
+    let mut line = String::new();
+    let mut reply = |reader: &mut BufReader<std::net::TcpStream>| loop {
+        line.clear();
+        reader.read_line(&mut line).expect("read");
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line.trim_end().to_owned();
+        }
+    };
+    reply(&mut reader);
+    writer.write_all(b"EHLO client.test\r\n").expect("write");
+    reply(&mut reader);
+    writer
+        .write_all(format!("{command}\r\nQUIT\r\n").as_bytes())
+        .expect("write");
+    reply(&mut reader)
+}

@@ -185,6 +185,16 @@ impl Harness {
                     let id = format!("Q{}", self.deliveries.len());
                     self.session.spooled(SpoolResult::Queued(id));
                 }
+                Step::Etrn(domain) => {
+                    self.events.push_back(format!("ETRN {domain}"));
+                    // The fake queue: 3 messages for partner.example, none
+                    // elsewhere, and down.example cannot be asked.
+                    self.session.etrn_result(match domain.as_str() {
+                        "partner.example" => Some(3),
+                        "down.example" => None,
+                        _ => Some(0),
+                    });
+                }
                 Step::Close => {
                     self.events.push_back("CLOSE".into());
                     self.closed = true;
@@ -794,5 +804,63 @@ fn bdat_chunks() {
     h.check(
         r"S: 552 5.3.4
          S: 250 2.0.0 Ok",
+    );
+}
+
+/// `plan()` with `etrn "partner.example", "*.partner.example",
+/// "down.example" from 192.0.2.0/24`.
+fn etrn_plan() -> Plan {
+    let mut plan = plan();
+    plan.etrn.push(mailgw_plan::Etrn {
+        domains: ["partner.example", "*.partner.example", "down.example"]
+            .into_iter()
+            .map(|d| DomainPattern::parse(d).unwrap())
+            .collect(),
+        from: vec![Network::new("192.0.2.0".parse().unwrap(), 24).unwrap()],
+        source: src(90),
+    });
+    plan
+}
+
+#[test]
+fn etrn_for_the_domains_and_clients_a_rule_allows() {
+    let mut h = Harness::new(etrn_plan(), TlsMode::None, AuthMode::Off, "192.0.2.7");
+    assert!(ehlo_lines(&mut h).contains(&"ETRN".to_owned()));
+    h.check(
+        "S: 220
+         C: ETRN partner.example
+         S: ETRN partner.example
+         S: 253 2.0.0 OK, 3 pending messages for node partner.example started
+         C: ETRN @Sub.Partner.Example.
+         S: ETRN sub.partner.example
+         S: 251 2.0.0 OK, no messages waiting for node sub.partner.example
+         C: ETRN down.example
+         S: ETRN down.example
+         S: 458 4.3.0 Unable to queue messages for node down.example
+         C: ETRN other.example
+         S: 459 4.7.1 Node other.example not allowed
+         C: ETRN #outbound
+         S: 458 4.5.0
+         C: ETRN
+         S: 501
+         C: ETRN a.example b.example
+         S: 501
+         C: ETRN bad..domain
+         S: 501 5.5.4",
+    );
+    let mut outsider = Harness::new(etrn_plan(), TlsMode::None, AuthMode::Off, "203.0.113.5");
+    outsider.check(
+        "S: 220
+         C: EHLO client.example
+         S: 250
+         C: ETRN partner.example
+         S: 459 4.7.1 Node partner.example not allowed",
+    );
+    let mut h = mx();
+    assert!(!ehlo_lines(&mut h).contains(&"ETRN".to_owned()));
+    h.check(
+        "S: 220
+         C: ETRN partner.example
+         S: 502 5.5.1",
     );
 }

@@ -176,6 +176,7 @@ async fn serve(path: PathBuf, generation: Generation, grace: Duration) -> ExitCo
         }
     };
     let arrivals = spool.arrivals();
+    let limits = Limits::of(&generation.plan.queue);
     let mut server = match Server::start(generation, spool.clone()).await {
         Ok(s) => s,
         Err(e) => {
@@ -183,13 +184,8 @@ async fn serve(path: PathBuf, generation: Generation, grace: Duration) -> ExitCo
             return ExitCode::from(1);
         }
     };
-    let queue = Queue::start(
-        spool,
-        server.plans(),
-        recovered,
-        arrivals,
-        Limits::default(),
-    );
+    let queue = Queue::start(spool, server.plans(), recovered, arrivals, limits);
+    server.attach_queue(queue.admin());
     tracing::info!(plan = %path.display(), "mailgw ready");
     loop {
         tokio::select! {

@@ -47,13 +47,16 @@ pub struct Limits {
     pub messages: usize,
 }
 
-impl Default for Limits {
-    /// Postfix's defaults: 100 delivery processes, 20 per destination.
-    fn default() -> Limits {
+impl Limits {
+    /// The limits of a plan's `queue { concurrency; per-destination }`;
+    /// twice as many messages as connections are tried at once, so that
+    /// connections do not wait for messages to be read.
+    pub fn of(queue: &mailgw_plan::Queue) -> Limits {
+        let connections = usize::try_from(queue.concurrency.max(1)).unwrap_or(usize::MAX);
         Limits {
-            connections: 100,
-            per_hop: 20,
-            messages: 200,
+            connections,
+            per_hop: usize::try_from(queue.per_destination.max(1)).unwrap_or(usize::MAX),
+            messages: connections.saturating_mul(2),
         }
     }
 }

@@ -75,6 +75,7 @@ mod tests {
             retry: vec![60, 300, 900],
             warn_after_s: 3600,
             expire_s: 7200,
+            ..Queue::default()
         })
     }
 

@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::deliver::spool_message;
 use crate::auth::{Authenticator, Verdict};
+use crate::queue::admin::{Answer, Command, Request};
 use crate::queue::intake::MemberAddresses;
 use crate::smtp::{AuthOutcome, Session, SessionConfig, Step, Waiting};
 use crate::spool::Spool;
@@ -53,6 +54,8 @@ pub struct Context {
     pub tls: Option<Arc<ServerConfig>>,
     /// Where accepted messages go.
     pub spool: Spool,
+    /// The queue manager (for `ETRN`).
+    pub queue: super::QueueLink,
     /// Verifies AUTH credentials.
     pub authenticator: Arc<Authenticator>,
     /// Group members' addresses, for expansion at queueing.
@@ -299,8 +302,28 @@ impl Driver {
                     let result = spool_message(&self.ctx, &self.id, *delivery).await;
                     session.spooled(result);
                 }
+                Step::Etrn(domain) => {
+                    let started = self.flush_domain(domain).await;
+                    session.etrn_result(started);
+                }
                 Step::Close => return self.close(stream, out).await,
             }
+        }
+    }
+
+    /// Asks the queue manager to try `domain`'s mail now; how many
+    /// messages it started, `None` when it could not be asked.
+    async fn flush_domain(&self, domain: String) -> Option<usize> {
+        let queue = self.ctx.queue.get()?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = Request {
+            command: Command::Flush { domain },
+            reply,
+        };
+        queue.send(request).await.ok()?;
+        match answer.await.ok()? {
+            Answer::Done { count } => Some(count),
+            _ => None,
         }
     }
 

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::connection::{self, Context};
 use super::Generation;
+use super::QueueLink;
 use crate::proxy::driver::{self, ProxyContext};
 use crate::spool::Spool;
 
@@ -92,6 +93,8 @@ pub struct Shared {
     pub generation: watch::Receiver<Arc<Generation>>,
     /// The spool.
     pub spool: Spool,
+    /// The queue manager, once it runs (for `ETRN`).
+    pub queue: QueueLink,
     /// Becomes `true` at a graceful shutdown.
     pub shutdown: watch::Receiver<bool>,
     /// Cloned into every connection; the server waits until all are gone.
@@ -153,6 +156,7 @@ pub async fn accept_loop(tcp: TcpListener, state: Arc<ListenerState>, shared: Sh
             listener,
             tls,
             spool: shared.spool.clone(),
+            queue: Arc::clone(&shared.queue),
             authenticator: Arc::clone(&generation.authenticator),
             members: Arc::clone(&generation.members),
             shutdown: shared.shutdown.clone(),

@@ -16,7 +16,7 @@ pub mod listener;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mailgw_plan::{AuthMode, Limits, Listener, ListenerTls, Plan, Protocol, TlsMode, TlsSource};
@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::auth::Authenticator;
+use crate::queue::admin::Request;
 use crate::queue::intake::MemberAddresses;
 use crate::spool::Spool;
 use crate::tls::{self, TlsError};
@@ -97,6 +98,9 @@ impl Generation {
     }
 }
 
+/// Where sessions find the queue manager; empty until it is attached.
+pub type QueueLink = Arc<OnceLock<mpsc::Sender<Request>>>;
+
 /// What decides whether a bound address must be bound again on reload:
 /// everything of its listener except the source reference and the
 /// certificates (those are picked up from the new generation per
@@ -143,6 +147,8 @@ pub struct Server {
     generation: watch::Sender<Arc<Generation>>,
     /// The spool, shared by every connection.
     spool: Spool,
+    /// The queue manager's request channel, once attached.
+    queue: QueueLink,
     /// Graceful shutdown: `true` once it started.
     shutdown: watch::Sender<bool>,
     /// Cloned into every connection; see [`Server::shutdown`].
@@ -162,6 +168,7 @@ impl Server {
         let mut server = Server {
             generation: watch::channel(Arc::new(generation)).0,
             spool,
+            queue: Arc::new(OnceLock::new()),
             shutdown,
             drain_tx,
             drain_rx,
@@ -176,6 +183,12 @@ impl Server {
             ));
         }
         Ok(server)
+    }
+
+    /// Connects the sessions to the queue manager (for `ETRN`); before, an
+    /// `ETRN` is answered `458`.
+    pub fn attach_queue(&self, requests: mpsc::Sender<Request>) {
+        let _ = self.queue.set(requests);
     }
 
     /// The plan of the current generation, read anew at each call (for
@@ -250,6 +263,7 @@ impl Server {
             let shared = Shared {
                 generation: self.generation.subscribe(),
                 spool: self.spool.clone(),
+                queue: Arc::clone(&self.queue),
                 shutdown: self.shutdown.subscribe(),
                 drain: self.drain_tx.clone(),
             };

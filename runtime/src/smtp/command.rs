@@ -58,8 +58,10 @@ pub enum Command {
         /// The initial response, still base64 (`=` stands for empty).
         initial: Option<String>,
     },
+    /// `ETRN [@|#]node` (RFC 1985), the argument as given.
+    Etrn(String),
     /// A command this server knows but does not implement (`EXPN`, `TURN`,
-    /// `ETRN`, …): `502 5.5.1`.
+    /// …): `502 5.5.1`.
     NotImplemented,
 }
 
@@ -260,7 +262,12 @@ pub fn parse_command(line: &str) -> Result<Command, CommandError> {
         "HELP" => Ok(Command::Help),
         "STARTTLS" => no_args(Command::StartTls),
         "AUTH" => parse_auth(args),
-        "EXPN" | "TURN" | "ETRN" | "ATRN" | "SEND" | "SOML" | "SAML" => Ok(Command::NotImplemented),
+        "ETRN" => match args.trim() {
+            "" => Err(CommandError::BadParameter("ETRN needs a domain")),
+            node if node.contains(' ') => Err(CommandError::BadParameter("ETRN takes one domain")),
+            node => Ok(Command::Etrn(node.to_owned())),
+        },
+        "EXPN" | "TURN" | "ATRN" | "SEND" | "SOML" | "SAML" => Ok(Command::NotImplemented),
         _ => Err(CommandError::Unrecognized),
     }
 }

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mailgw_plan::{
-    parse_mailbox, Address, AuthMode, Listener, Plan, RelayQuery, RelayVerdict, Resolution,
-    TlsMode, UnknownRecipients,
+    normalize_domain, parse_mailbox, Address, AuthMode, Domain, Listener, Plan, RelayQuery,
+    RelayVerdict, Resolution, TlsMode, UnknownRecipients,
 };
 
 use super::auth::{decode_plain, decode_text, encode_base64, Credentials, Password, SaslError};
@@ -131,6 +131,9 @@ pub enum Step {
     Authenticate(Credentials),
     /// Store the message durably, then call [`Session::spooled`].
     Deliver(Box<Delivery>),
+    /// Start delivery of the mail queued for this domain (`ETRN`, RFC
+    /// 1985), then call [`Session::etrn_result`].
+    Etrn(String),
     /// Close the connection (after sending the replies so far).
     Close,
 }
@@ -189,6 +192,7 @@ enum Mode {
     BdatSkip { remaining: u64, reply: Reply },
     AwaitSpool,
     AwaitTls,
+    AwaitEtrn(String),
     Closed,
 }
 
@@ -327,7 +331,7 @@ impl Session {
             }
             match &mut self.mode {
                 Mode::Closed => return Step::Close,
-                Mode::AwaitAuth { .. } | Mode::AwaitSpool | Mode::AwaitTls => {
+                Mode::AwaitAuth { .. } | Mode::AwaitSpool | Mode::AwaitTls | Mode::AwaitEtrn(_) => {
                     tracing::error!(
                         session = %self.config.id,
                         "step() called before the pending callback; closing"
@@ -441,6 +445,32 @@ impl Session {
                 self.auth_failed();
             }
         }
+    }
+
+    /// The result of [`Step::Etrn`]: how many messages were started, or
+    /// `None` when the queue could not be asked.
+    pub fn etrn_result(&mut self, started: Option<usize>) {
+        let Mode::AwaitEtrn(node) = std::mem::replace(&mut self.mode, Mode::Command) else {
+            return;
+        };
+        tracing::info!(session = %self.config.id, client = %self.config.client, %node, ?started, "ETRN");
+        self.say(match started {
+            Some(0) => reply(
+                251,
+                (2, 0, 0),
+                &format!("OK, no messages waiting for node {node}"),
+            ),
+            Some(n) => reply(
+                253,
+                (2, 0, 0),
+                &format!("OK, {n} pending messages for node {node} started"),
+            ),
+            None => reply(
+                458,
+                (4, 3, 0),
+                &format!("Unable to queue messages for node {node}"),
+            ),
+        });
     }
 
     /// The result of spooling the message of [`Step::Deliver`].
@@ -579,6 +609,7 @@ impl Session {
             )),
             Command::StartTls => self.starttls(),
             Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
+            Command::Etrn(node) => self.etrn(&node),
             Command::NotImplemented => self.error(reply(502, (5, 5, 1), "Command not implemented")),
         }
     }
@@ -602,8 +633,50 @@ impl Session {
         if self.auth_allowed() && self.identity == Identity::Anonymous {
             lines.push("AUTH PLAIN LOGIN".to_owned());
         }
+        if !self.plan.etrn.is_empty() {
+            lines.push("ETRN".to_owned());
+        }
         lines.push("HELP".to_owned());
         self.say(Reply::plain(250, lines));
+    }
+
+    /// `ETRN`: allowed by an `etrn` line for this client and domain, the
+    /// queue is asked to try that domain's mail now.
+    fn etrn(&mut self, node: &str) {
+        if self.plan.etrn.is_empty() {
+            self.error(reply(502, (5, 5, 1), "Command not implemented"));
+            return;
+        }
+        if node.starts_with('#') {
+            self.say(reply(
+                458,
+                (4, 5, 0),
+                &format!("Unable to queue messages for node {node}: no such queue"),
+            ));
+            return;
+        }
+        let domain = match normalize_domain(node.strip_prefix('@').unwrap_or(node)) {
+            Ok(d) => d,
+            Err(_) => {
+                self.error(reply(501, (5, 5, 4), "Syntax: ETRN domain"));
+                return;
+            }
+        };
+        if self
+            .plan
+            .etrn_allows(self.config.client, &Domain::Name(domain.clone()))
+            .is_none()
+        {
+            tracing::info!(session = %self.config.id, client = %self.config.client, %domain, "ETRN not allowed");
+            self.say(reply(
+                459,
+                (4, 7, 1),
+                &format!("Node {domain} not allowed: no etrn rule for this client"),
+            ));
+            return;
+        }
+        self.mode = Mode::AwaitEtrn(domain.clone());
+        self.queue.push_back(Step::Etrn(domain));
     }
 
     fn starttls(&mut self) {
