@@ -48,6 +48,7 @@ fn drive(s: &mut Session, delivered: &mut usize) -> bool {
             Step::Delay(_) => {}
             Step::StartTls(_) => s.tls_established(),
             Step::Authenticate(_) => s.auth_result(AuthOutcome::Failure),
+            Step::Etrn(_) => s.etrn_result(Some(1)),
             Step::Deliver(d) => {
                 assert!(d.message.len() < 4096 + 1024);
                 *delivered += 1;
@@ -73,6 +74,7 @@ fn fragment() -> impl Strategy<Value = Vec<u8>> {
         Just(b"AUTH LOGIN\r\n".to_vec()),
         Just(b"AUTH PLAIN\r\n".to_vec()),
         Just(b"RSET\r\n".to_vec()),
+        Just(b"ETRN partner.example\r\n".to_vec()),
         Just(vec![b'x'; 3000]),
     ]
 }

@@ -36,7 +36,7 @@ const READ: usize = 1024;
 /// Everything a proxied connection needs.
 pub struct ProxyContext {
     /// The listener it came in on.
-    pub listener: Listener,
+    pub listener: Arc<Listener>,
     /// The listener's TLS configuration, if it has one.
     pub tls: Option<Arc<ServerConfig>>,
     /// The current generation: the login uses the plan current at the
@@ -188,7 +188,7 @@ impl Driver {
                     if *shutdown.borrow() {
                         out.extend_from_slice(session.shutdown_reply());
                         info!(session = %self.id, "shutting down; closing a session before login");
-                        return self.close(stream, out).await;
+                        return Box::pin(self.close(stream, out)).await;
                     }
                     if !self.flush(&mut stream, &mut out).await {
                         return Outcome::Closed;
@@ -214,7 +214,7 @@ impl Driver {
                         Err(_) => {
                             info!(session = %self.id, side = "client", "timeout before login");
                             out.extend_from_slice(session.timeout_reply());
-                            return self.close(stream, out).await;
+                            return Box::pin(self.close(stream, out)).await;
                         }
                         Ok(Err(e)) => {
                             info!(session = %self.id, side = "client", error = %e, "connection lost");
@@ -262,7 +262,7 @@ impl Driver {
                         Err(failure) => session.login_failed(failure),
                     }
                 }
-                Step::Close => return self.close(stream, out).await,
+                Step::Close => return Box::pin(self.close(stream, out)).await,
             }
         }
     }

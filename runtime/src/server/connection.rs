@@ -49,7 +49,7 @@ pub struct Context {
     /// The plan the session runs with.
     pub plan: Arc<Plan>,
     /// The listener it came in on.
-    pub listener: Listener,
+    pub listener: Arc<Listener>,
     /// The listener's TLS configuration, if it has one.
     pub tls: Option<Arc<ServerConfig>>,
     /// Where accepted messages go.

@@ -128,11 +128,10 @@ pub async fn accept_loop(tcp: TcpListener, state: Arc<ListenerState>, shared: Sh
         };
         let generation = Arc::clone(&shared.generation.borrow());
         let Some(listener) = generation
-            .plan
             .listeners
             .iter()
             .find(|l| l.name == state.name)
-            .cloned()
+            .map(Arc::clone)
         else {
             continue;
         };

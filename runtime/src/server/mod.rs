@@ -39,6 +39,8 @@ pub struct Generation {
     pub tls: Vec<Arc<ServerConfig>>,
     /// The credential verifier for this plan.
     pub authenticator: Arc<Authenticator>,
+    /// The plan's listeners, shared by their connections.
+    pub listeners: Vec<Arc<Listener>>,
     /// An address for each mailbox that is a group member, for expansion
     /// when a message is queued.
     pub members: Arc<MemberAddresses>,
@@ -78,6 +80,7 @@ impl Generation {
         Ok(Generation {
             authenticator: Arc::new(Authenticator::new(Arc::clone(&plan))),
             members: Arc::new(MemberAddresses::of(&plan)),
+            listeners: plan.listeners.iter().cloned().map(Arc::new).collect(),
             plan,
             tls,
             alpn,
