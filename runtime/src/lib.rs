@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod delivery;
+pub mod message;
 pub mod proxy;
 pub mod queue;
 pub mod server;

@@ -147,7 +147,7 @@ fn local_mail_reaches_the_right_backend_and_groups_expand_once() {
     send(
         smtp,
         "sender@remote.test",
-        "team@example.test,alice@example.test",
+        "team@example.test,alice@example.test,postmaster@example.test",
         "to the team",
     );
 
@@ -159,6 +159,9 @@ fn local_mail_reaches_the_right_backend_and_groups_expand_once() {
     // alice is a member and a direct recipient: one copy.
     assert_eq!(with_subject(&alice, "to the team").len(), 1);
     assert_eq!(with_subject(&bob, "to the team").len(), 1);
+    // Two mailboxes of one backend in one transaction: each its own copy.
+    let postmaster = b.mbx1.messages("postmaster");
+    assert_eq!(with_subject(&postmaster, "to the team").len(), 1);
     assert!(b.mbx2.messages("alice").is_empty());
     assert!(b.mbx1.messages("bob").is_empty());
     let dumps = sink.dumps(1);
@@ -448,4 +451,329 @@ fn smtp_command(port: u16, command: &str) -> String {
         .write_all(format!("{command}\r\nQUIT\r\n").as_bytes())
         .expect("write");
     reply(&mut reader)
+}
+
+/// The DSN `message` as Python's `email` package reads it (JSON).
+fn parse_dsn(message: &[u8]) -> serde_json::Value {
+    let file = tempfile::NamedTempFile::new().expect("temporary file");
+    std::fs::write(file.path(), message).expect("write");
+    let out = client("127.0.0.1", &["dsn", &file.path().display().to_string()]);
+    assert!(
+        out.status.success(),
+        "dsn parse failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        text(message)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+fn reports(messages: &[Vec<u8>]) -> Vec<&Vec<u8>> {
+    messages
+        .iter()
+        .filter(|m| text(m).contains("report-type=delivery-status"))
+        .collect()
+}
+
+#[test]
+fn a_refused_recipient_bounces_to_the_sender_with_a_dsn_and_a_copy() {
+    let Some(b) = Backends::start() else { return };
+    let Some(sink) = SmtpSink::start(&["-f", "rcpt"]) else {
+        return;
+    };
+    let smtp = free_port();
+    let extra = "ndr { copy-to \"postmaster@example.test\" }";
+    let gw = start(
+        &b.config(smtp, &smarthost("out", sink.port, 1), extra),
+        smtp,
+    );
+    send_from(
+        "127.0.0.1",
+        smtp,
+        "alice@example.test",
+        "carol@remote.test",
+        "bounced",
+        [
+            "RET=HDRS ENVID=env-42",
+            "NOTIFY=FAILURE ORCPT=rfc822;Carol@Remote.test",
+        ],
+    );
+    wait_for(20, "the DSN", &gw, || {
+        gw.queued().is_empty() && !reports(&b.mbx1.messages("alice")).is_empty()
+    });
+    let alice = b.mbx1.messages("alice");
+    let dsn = parse_dsn(reports(&alice)[0]);
+    assert_eq!(dsn["content_type"], "multipart/report");
+    assert_eq!(dsn["report_type"], "delivery-status");
+    assert_eq!(
+        dsn["parts"],
+        serde_json::json!([
+            "text/plain",
+            "message/delivery-status",
+            "text/rfc822-headers"
+        ])
+    );
+    assert_eq!(
+        dsn["headers"]["Subject"],
+        "Undelivered Mail Returned to Sender"
+    );
+    assert_eq!(
+        dsn["headers"]["From"],
+        "Mail Delivery System <postmaster@example.test>"
+    );
+    assert_eq!(dsn["headers"]["Auto-Submitted"], "auto-replied");
+    assert_eq!(dsn["per_message"]["Reporting-MTA"], "dns; gw.test");
+    assert_eq!(dsn["per_message"]["Original-Envelope-Id"], "env-42");
+    let r = &dsn["per_recipient"][0];
+    assert_eq!(r["Final-Recipient"], "rfc822; carol@remote.test");
+    assert_eq!(r["Original-Recipient"], "rfc822; Carol@Remote.test");
+    assert_eq!(r["Action"], "failed");
+    assert!(
+        r["Status"].as_str().is_some_and(|s| s.starts_with("5.")),
+        "{r}"
+    );
+    assert!(
+        r["Diagnostic-Code"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("smtp; 5")),
+        "{r}"
+    );
+    assert_eq!(r["Remote-MTA"], "dns; 127.0.0.1");
+    assert!(dsn["returned_headers_text"]
+        .as_str()
+        .is_some_and(|h| h.contains("Subject: bounced")));
+    assert!(
+        !text(reports(&alice)[0]).contains("hello from the queue test"),
+        "RET=HDRS"
+    );
+    // The DSN came from the null sender: the gateway's Return-Path.
+    assert!(
+        text(reports(&alice)[0]).contains("Return-Path: <>"),
+        "{}",
+        text(reports(&alice)[0])
+    );
+    let copies = b.mbx1.messages("postmaster");
+    assert_eq!(reports(&copies).len(), 1, "ndr copy-to\n{}", gw.log());
+
+    // NOTIFY=NEVER and the null sender: failed, and nobody is told.
+    send_from(
+        "127.0.0.1",
+        smtp,
+        "alice@example.test",
+        "dave@remote.test",
+        "never",
+        ["", "NOTIFY=NEVER"],
+    );
+    send_from(
+        "127.0.0.1",
+        smtp,
+        "",
+        "erin@remote.test",
+        "null sender",
+        ["", ""],
+    );
+    wait_for(20, "both failures", &gw, || {
+        gw.queued().is_empty()
+            && gw.log().contains("rcpt=dave@remote.test status=5")
+            && gw.log().contains("rcpt=erin@remote.test status=5")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(gw.queued().is_empty());
+    assert_eq!(
+        reports(&b.mbx1.messages("alice")).len(),
+        1,
+        "no DSN for NOTIFY=NEVER"
+    );
+    assert_eq!(reports(&b.mbx1.messages("postmaster")).len(), 1);
+}
+
+#[test]
+fn an_undeliverable_message_warns_once_then_expires_with_a_failure_report() {
+    let Some(b) = Backends::start() else { return };
+    let dead = free_port();
+    let smtp = free_port();
+    let config = b
+        .config(smtp, &smarthost("out", dead, 1), "")
+        .replace("warn-after 1h; expire 1d", "warn-after 1s; expire 4s");
+    let gw = start(&config, smtp);
+    send(smtp, "alice@example.test", "carol@remote.test", "stuck");
+    wait_for(30, "the expiry", &gw, || {
+        gw.queued().is_empty() && reports(&b.mbx1.messages("alice")).len() >= 2
+    });
+    let alice = b.mbx1.messages("alice");
+    let dsns: Vec<serde_json::Value> = reports(&alice).into_iter().map(|m| parse_dsn(m)).collect();
+    assert_eq!(dsns.len(), 2, "one warning, one failure");
+    let warning = dsns
+        .iter()
+        .find(|d| d["per_recipient"][0]["Action"] == "delayed")
+        .expect("a delay warning");
+    assert_eq!(
+        warning["headers"]["Subject"],
+        "Delayed Mail (still being retried)"
+    );
+    assert!(warning["per_recipient"][0]["Will-Retry-Until"].is_string());
+    assert_eq!(warning["parts"][2], "text/rfc822-headers");
+    let failure = dsns
+        .iter()
+        .find(|d| d["per_recipient"][0]["Action"] == "failed")
+        .expect("a failure report");
+    assert_eq!(failure["per_recipient"][0]["Status"], "4.4.7");
+    assert!(failure["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("delivery time expired")));
+    assert_eq!(failure["parts"][2], "message/rfc822");
+    assert!(failure["returned_body"]
+        .as_str()
+        .is_some_and(|t| t.contains("hello from the queue test")));
+}
+
+#[test]
+fn success_is_reported_when_asked() {
+    let Some(b) = Backends::start() else { return };
+    let Some(sink) = SmtpSink::start(&[]) else {
+        return;
+    };
+    let smtp = free_port();
+    let gw = start(&b.config(smtp, &smarthost("out", sink.port, 1), ""), smtp);
+    send_from(
+        "127.0.0.1",
+        smtp,
+        "alice@example.test",
+        "bob@example.test",
+        "success",
+        ["", "NOTIFY=SUCCESS"],
+    );
+    wait_for(20, "the success report", &gw, || {
+        gw.queued().is_empty() && !reports(&b.mbx1.messages("alice")).is_empty()
+    });
+    let dsn = parse_dsn(reports(&b.mbx1.messages("alice"))[0]);
+    assert_eq!(dsn["headers"]["Subject"], "Successful Mail Delivery Report");
+    assert_eq!(dsn["per_recipient"][0]["Action"], "delivered");
+    assert_eq!(
+        dsn["per_recipient"][0]["Final-Recipient"],
+        "rfc822; bob@example.test"
+    );
+    assert_eq!(with_subject(&b.mbx2.messages("bob"), "success").len(), 1);
+}
+
+#[test]
+fn journal_reports_and_disclaimers_follow_the_direction() {
+    let Some(b) = Backends::start() else { return };
+    let Some(sink) = SmtpSink::start(&[]) else {
+        return;
+    };
+    let smtp = free_port();
+    let extra = "journal to \"journal@example.test\" scope both\n\
+                 disclaimer outbound append \"OUTBOUND-NOTICE\"\n\
+                 disclaimer inbound prepend \"[EXTERNAL]\"";
+    let gw = start(
+        &b.config(smtp, &smarthost("out", sink.port, 1), extra),
+        smtp,
+    );
+    send_from(
+        "127.0.0.5",
+        smtp,
+        "x@remote.test",
+        "alice@example.test",
+        "from outside",
+        ["", ""],
+    );
+    send(
+        smtp,
+        "alice@example.test",
+        "carol@remote.test,bob@example.test",
+        "from inside",
+    );
+    wait_for(20, "everything delivered", &gw, || {
+        gw.queued().is_empty() && b.mbx1.messages("journal").len() >= 2
+    });
+    let alice = b.mbx1.messages("alice");
+    // Dovecot stores messages with LF line ends.
+    let inbound = text(with_subject(&alice, "from outside")[0]).replace("\r\n", "\n");
+    let body = inbound.split_once("\n\n").map_or("", |(_, b)| b);
+    assert!(body.starts_with("[EXTERNAL]\n\nhello"), "{inbound}");
+    assert!(!inbound.contains("OUTBOUND-NOTICE"));
+
+    let dumps = sink.dumps(1);
+    assert_eq!(dumps.len(), 1);
+    assert!(
+        dumps[0]
+            .message
+            .contains("hello from the queue test\n\nOUTBOUND-NOTICE"),
+        "{}",
+        dumps[0].message
+    );
+    assert!(!dumps[0].message.contains("[EXTERNAL]"));
+    let bob = text(with_subject(&b.mbx2.messages("bob"), "from inside")[0]);
+    assert!(
+        !bob.contains("OUTBOUND-NOTICE") && !bob.contains("[EXTERNAL]"),
+        "{bob}"
+    );
+
+    let journal = b.mbx1.messages("journal");
+    let inside = journal
+        .iter()
+        .map(|m| text(m))
+        .find(|m| m.contains("Subject: Journal: from inside"))
+        .expect("a journal report of the inside message");
+    assert!(inside.contains("Recipient: <carol@remote.test>"));
+    assert!(
+        inside.contains("Recipient: <bob@example.test>"),
+        "the Bcc-like recipient is listed"
+    );
+    assert!(inside.contains("Sender: <alice@example.test>"));
+    assert!(inside.contains("Content-Type: message/rfc822"));
+    assert!(
+        !inside.contains("OUTBOUND-NOTICE"),
+        "the journal keeps the original"
+    );
+    assert!(journal
+        .iter()
+        .any(|m| text(m).contains("Subject: Journal: from outside")));
+}
+
+#[test]
+fn mx_delivery_by_the_plans_name_server_and_sender_restrictions() {
+    let Some(b) = Backends::start() else { return };
+    let Some(sink) = SmtpSink::start_on(std::net::Ipv4Addr::new(127, 0, 0, 7), free_port(), &[])
+    else {
+        return;
+    };
+    let Some(dns) = delivery_support::Dnsmasq::start(&[
+        "--mx-host=remote.test,mx.remote.test,10".to_owned(),
+        "--host-record=mx.remote.test,127.0.0.7".to_owned(),
+    ]) else {
+        return;
+    };
+    let smtp = free_port();
+    let connectors = format!(
+        "connector \"mx\" {{ address-space \"*\" cost 1; deliver mx port {} tls none; reject-from mailbox \"alice\" }}\n\
+         dns {{ server {} }}",
+        sink.port, dns.addr
+    );
+    let gw = start(&b.config(smtp, &connectors, ""), smtp);
+    send(smtp, "bob@example.test", "carol@remote.test", "by mx");
+    send(
+        smtp,
+        "alice@example.test",
+        "carol@remote.test",
+        "refused sender",
+    );
+    wait_for(20, "both handled", &gw, || {
+        gw.queued().is_empty() && !reports(&b.mbx1.messages("alice")).is_empty()
+    });
+    let dumps = sink.dumps(1);
+    assert_eq!(dumps.len(), 1, "only bob's message went out");
+    assert!(dumps[0].mail_args.contains("bob@example.test"));
+    assert!(
+        gw.log().contains("mx.remote.test"),
+        "delivered to the MX host"
+    );
+    let dsn = parse_dsn(reports(&b.mbx1.messages("alice"))[0]);
+    assert_eq!(dsn["per_recipient"][0]["Status"], "5.7.1");
+    assert!(
+        dsn["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("may not send through")),
+        "{dsn}"
+    );
 }

@@ -106,6 +106,9 @@ struct Batch {
     content: Content,
     /// Indices into the envelope's recipients.
     indices: Vec<usize>,
+    /// For each, the address to send instead of the envelope's (a
+    /// backend knows a mailbox by its name).
+    rcpts: Vec<Option<String>>,
 }
 
 /// Runs one attempt of message `id`.
@@ -174,15 +177,18 @@ pub async fn run(shared: Arc<Shared>, id: MessageId) -> End {
             Decision::Deliver { way, direction } => {
                 let content = content::kind(&plan, recipient, &way, direction);
                 let key = (route::batch_key(&plan, &way), content);
-                batches
-                    .entry(key)
-                    .or_insert_with(|| Batch {
-                        way,
-                        content,
-                        indices: Vec::new(),
-                    })
-                    .indices
-                    .push(i);
+                let rcpt = match &way {
+                    Way::Backend { mailbox, .. } => Some(mailbox.clone()),
+                    _ => None,
+                };
+                let batch = batches.entry(key).or_insert_with(|| Batch {
+                    way,
+                    content,
+                    indices: Vec::new(),
+                    rcpts: Vec::new(),
+                });
+                batch.indices.push(i);
+                batch.rcpts.push(rcpt);
             }
         }
     }
@@ -231,9 +237,9 @@ async fn send(
         }
     };
     let mut delivery_envelope = delivery::Envelope::from_spool(envelope, &batch.indices);
-    if let Way::Backend { mailbox, .. } = &batch.way {
-        for r in &mut delivery_envelope.recipients {
-            r.address.clone_from(mailbox);
+    for (r, rcpt) in delivery_envelope.recipients.iter_mut().zip(&batch.rcpts) {
+        if let Some(rcpt) = rcpt {
+            r.address.clone_from(rcpt);
         }
     }
     if batch.content == Content::Journal {
