@@ -6,8 +6,15 @@
 //! SIGINT at once, SIGHUP reloads the plan (the running one stays when the
 //! new one fails).
 //!
-//! Exit codes: 0 success, 1 when the plan cannot be loaded or served, 2 for
-//! a usage error.
+//! `mailgw queue --spool DIR|--plan FILE COMMAND` asks the running gateway
+//! about its queue, through its control socket (see [`queue`]).
+//!
+//! Exit codes of `run`: 0 success, 1 when the plan cannot be loaded or
+//! served, 2 for a usage error. `queue` adds 3: no gateway is running.
+
+// Under `mailgw/`: a file in `src/bin/` would be a binary of its own.
+#[path = "mailgw/queue/mod.rs"]
+mod queue;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,12 +49,20 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         grace: u64,
     },
+    /// Look at and change the queue of the running gateway.
+    Queue(queue::QueueArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Command::Run { plan, check, grace } = cli.command;
-    let loaded = match load(&plan, Output::Stderr) {
+    match Cli::parse().command {
+        Command::Run { plan, check, grace } => run(&plan, check, grace),
+        Command::Queue(args) => queue::run(args),
+    }
+}
+
+/// `mailgw run`.
+fn run(plan: &Path, check: bool, grace: u64) -> ExitCode {
+    let loaded = match load(plan, Output::Stderr) {
         Ok(p) => p,
         Err(()) => return ExitCode::from(1),
     };
@@ -73,7 +88,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(plan, generation, Duration::from_secs(grace)));
+    let code = runtime.block_on(serve(
+        plan.to_owned(),
+        generation,
+        Duration::from_secs(grace),
+    ));
     // Sessions still open after the grace period (or at SIGINT) are cut.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
