@@ -777,3 +777,79 @@ fn mx_delivery_by_the_plans_name_server_and_sender_restrictions() {
         "{dsn}"
     );
 }
+
+/// Runs `mailgw queue --spool SPOOL ARGS...`.
+fn admin(gw: &Gateway, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mailgw"))
+        .args(["queue", "--spool", &gw.spool().display().to_string()])
+        .args(args)
+        .output()
+        .expect("run mailgw queue")
+}
+
+#[test]
+fn the_queue_admin_works_on_the_running_gateway() {
+    let Some(b) = Backends::start() else { return };
+    let port = free_port();
+    let smtp = free_port();
+    let config = b
+        .config(smtp, &smarthost("out", port, 1), "")
+        .replace("retry 1s", "retry 1h");
+    let gw = start(&config, smtp);
+    send(smtp, "alice@example.test", "carol@remote.test", "held");
+    gw.wait_log("deferred", 1);
+    let out = admin(&gw, &["list", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let entry = &list[0];
+    let id = entry["id"].as_str().expect("id").to_owned();
+    assert_eq!(entry["sender"], "alice@example.test");
+    assert_eq!(entry["recipients"][0]["state"], "deferred");
+    assert!(
+        entry["recipients"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot connect")),
+        "{entry}"
+    );
+    assert!(
+        entry["next_attempt"].is_u64(),
+        "a retry is scheduled: {entry}"
+    );
+    assert_eq!(entry["attempts"], 1);
+
+    assert!(admin(&gw, &["hold", &id]).status.success());
+    let shown = admin(&gw, &["show", &id, "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+    assert_eq!(shown["hold"], true);
+
+    let Some(sink) = SmtpSink::start_on(std::net::Ipv4Addr::LOCALHOST, port, &[]) else {
+        return;
+    };
+    // Held: a retry does not send it.
+    assert!(admin(&gw, &["retry", "--all"]).status.success());
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(sink.dumps(0).len(), 0, "a held message stays");
+    assert_eq!(gw.queued(), vec![id.clone()]);
+    // Released: tried at once.
+    assert!(admin(&gw, &["release", &id]).status.success());
+    wait_for(20, "the released message", &gw, || gw.queued().is_empty());
+    assert_eq!(sink.dumps(1).len(), 1);
+
+    drop(sink);
+    send(smtp, "alice@example.test", "dave@remote.test", "deleted");
+    gw.wait_log("deferred", 2);
+    let id = gw.queued().pop().expect("queued");
+    let text = String::from_utf8_lossy(&admin(&gw, &["list"]).stdout).into_owned();
+    assert!(
+        text.contains(&id) && text.contains("dave@remote.test"),
+        "{text}"
+    );
+    assert!(admin(&gw, &["delete", &id]).status.success());
+    assert!(gw.queued().is_empty());
+    let missing = admin(&gw, &["show", &id]);
+    assert_eq!(missing.status.code(), Some(1));
+}

@@ -6,8 +6,15 @@
 //! SIGINT at once, SIGHUP reloads the plan (the running one stays when the
 //! new one fails).
 //!
-//! Exit codes: 0 success, 1 when the plan cannot be loaded or served, 2 for
-//! a usage error.
+//! `mailgw queue --spool DIR|--plan FILE COMMAND` asks the running gateway
+//! about its queue, through its control socket (see [`queue`]).
+//!
+//! Exit codes of `run`: 0 success, 1 when the plan cannot be loaded or
+//! served, 2 for a usage error. `queue` adds 3: no gateway is running.
+
+// Under `mailgw/`: a file in `src/bin/` would be a binary of its own.
+#[path = "mailgw/queue/mod.rs"]
+mod queue;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,6 +23,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use mailgw_compiler::diagnostic::{Report, Severity};
 use mailgw_plan::{LogLevel, Plan};
+use mailgw_runtime::control::{self, Control};
 use mailgw_runtime::queue::{Limits, Queue};
 use mailgw_runtime::server::{Generation, Server};
 use mailgw_runtime::spool::Spool;
@@ -43,12 +51,20 @@ enum Command {
         #[arg(long, value_name = "SECONDS", default_value_t = 30)]
         grace: u64,
     },
+    /// Look at and change the queue of the running gateway.
+    Queue(queue::QueueArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let Command::Run { plan, check, grace } = cli.command;
-    let loaded = match load(&plan, Output::Stderr) {
+    match Cli::parse().command {
+        Command::Run { plan, check, grace } => run(&plan, check, grace),
+        Command::Queue(args) => queue::run(args),
+    }
+}
+
+/// `mailgw run`.
+fn run(plan: &Path, check: bool, grace: u64) -> ExitCode {
+    let loaded = match load(plan, Output::Stderr) {
         Ok(p) => p,
         Err(()) => return ExitCode::from(1),
     };
@@ -74,7 +90,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(serve(plan, generation, Duration::from_secs(grace)));
+    let code = runtime.block_on(serve(
+        plan.to_owned(),
+        generation,
+        Duration::from_secs(grace),
+    ));
     // Sessions still open after the grace period (or at SIGINT) are cut.
     runtime.shutdown_timeout(Duration::from_millis(100));
     code
@@ -175,6 +195,13 @@ async fn serve(path: PathBuf, generation: Generation, grace: Duration) -> ExitCo
             return ExitCode::from(1);
         }
     };
+    let control = match Control::bind(&control::socket_path(Path::new(&spool_path))).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the control socket");
+            return ExitCode::from(1);
+        }
+    };
     let arrivals = spool.arrivals();
     let limits = Limits::of(&generation.plan.queue);
     let mut server = match Server::start(generation, spool.clone()).await {
@@ -186,11 +213,17 @@ async fn serve(path: PathBuf, generation: Generation, grace: Duration) -> ExitCo
     };
     let queue = Queue::start(spool, server.plans(), recovered, arrivals, limits);
     server.attach_queue(queue.admin());
-    tracing::info!(plan = %path.display(), "mailgw ready");
+    let (control_stop, control_stopped) = tokio::sync::oneshot::channel::<()>();
+    let control_task = tokio::spawn(control.run(queue.admin(), async move {
+        let _ = control_stopped.await;
+    }));
+    tracing::info!(plan = %path.display(), control = %control::socket_path(Path::new(&spool_path)).display(), "mailgw ready");
     loop {
         tokio::select! {
             _ = term.recv() => {
                 tracing::info!(grace_s = grace.as_secs(), "SIGTERM: graceful shutdown");
+                let _ = control_stop.send(());
+                let _ = control_task.await;
                 if server.shutdown(grace).await {
                     tracing::info!("every session ended; stopped");
                 } else {
