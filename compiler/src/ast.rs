@@ -333,6 +333,8 @@ pub struct Connector {
     pub tls: Option<Spanned<TlsPolicy>>,
     /// Credentials file for AUTH at the smarthost.
     pub credentials: Option<Spanned<PathBuf>>,
+    /// CA certificates the smarthost or MX hosts must chain to (`ca FILE`).
+    pub ca: Option<Spanned<PathBuf>>,
     /// `accept-from`: only these senders may use the connector.
     pub accept_from: Vec<Spanned<SenderRef>>,
     /// `reject-from`: these senders may not.

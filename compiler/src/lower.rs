@@ -472,6 +472,7 @@ impl<'a> Lowering<'a> {
                 Some(ast::TlsPolicy::Require) => TlsPolicy::Require,
             },
             credentials: connector.credentials.as_ref().map(|c| absolute(&c.value)),
+            ca: connector.ca.as_ref().map(|c| absolute(&c.value)),
             accept_from: senders(&connector.accept_from),
             reject_from: senders(&connector.reject_from),
             source: self.at(connector.span),

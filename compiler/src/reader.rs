@@ -832,6 +832,7 @@ impl Reader<'_> {
             deliver: None,
             tls: None,
             credentials: None,
+            ca: None,
             accept_from: Vec::new(),
             reject_from: Vec::new(),
             span: stmt.head(),
@@ -881,7 +882,7 @@ impl Reader<'_> {
                         connector.deliver = Some(deliver);
                         while !args.is_done() {
                             let option =
-                                args.choice("a delivery option", &["tls", "credentials"])?;
+                                args.choice("a delivery option", &["tls", "credentials", "ca"])?;
                             if option.value == "tls" {
                                 let policy = args.choice(
                                     "a TLS policy",
@@ -893,6 +894,12 @@ impl Reader<'_> {
                                     _ => TlsPolicy::Require,
                                 };
                                 connector.tls = Some(Spanned::new(tls, policy.span));
+                            } else if option.value == "ca" {
+                                let file = args.string("a CA file name")?;
+                                connector.ca = Some(Spanned::new(
+                                    resolve_path(self.db, file.span, &file.value),
+                                    file.span,
+                                ));
                             } else {
                                 let file = args.string("a credentials file")?;
                                 connector.credentials = Some(Spanned::new(

@@ -18,6 +18,9 @@ pub struct Connector {
     pub tls: TlsPolicy,
     /// Path of the credentials file for the smarthost, if any.
     pub credentials: Option<String>,
+    /// CA certificates (PEM file) a `tls require` peer must chain to;
+    /// `None`: the webpki roots.
+    pub ca: Option<String>,
     /// Senders allowed to use it; empty means everyone.
     pub accept_from: Vec<SenderMatch>,
     /// Senders refused, checked before `accept_from`.

@@ -32,6 +32,7 @@ fn connector(name: &str, line: u32, spaces: Vec<AddressSpace>) -> Connector {
         deliver: Deliver::Mx { port: 25 },
         tls: TlsPolicy::Opportunistic,
         credentials: None,
+        ca: None,
         accept_from: Vec::new(),
         reject_from: Vec::new(),
         source: src(line),

@@ -76,6 +76,7 @@ fn plan() -> Plan {
         deliver: Deliver::Mx { port: 25 },
         tls: TlsPolicy::Opportunistic,
         credentials: None,
+        ca: None,
         accept_from: Vec::new(),
         reject_from: Vec::new(),
         source: src(50),

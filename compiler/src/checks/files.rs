@@ -73,8 +73,10 @@ fn check_at(cx: &mut Context<'_>, now: i64) {
             }
         }
     }
-    for backend in &cx.config.backends {
-        let Some(file) = &backend.ca else {
+    let cas = cx.config.backends.iter().map(|b| &b.ca);
+    let cas = cas.chain(cx.config.connectors.iter().map(|c| &c.ca));
+    for file in cas {
+        let Some(file) = file else {
             continue;
         };
         match read(cx, file, "CA file") {
@@ -643,6 +645,37 @@ mod tests {
         assert!(found
             .iter()
             .all(|(d, _)| d.severity == Severity::Error && d.message.contains("does not exist")));
+    }
+
+    #[test]
+    fn connector_ca_files_are_checked() {
+        let text = format!(
+            "connector \"isp\" {{ address-space \"*\" cost 1; \
+             deliver smarthost relay.example:587 tls require ca \"{DIR}/nope-ca.pem\" }}\n\
+             connector \"ok\" {{ address-space \"*\" cost 2; \
+             deliver smarthost relay2.example:587 tls require ca \"{DIR}/mail.example.com.pem\" }}\n\
+             connector \"junk\" {{ address-space \"*\" cost 3; \
+             deliver smarthost relay3.example:587 tls require ca \"{DIR}/garbage.pem\" }}\n"
+        );
+        let found = file_findings(&text, NOW);
+        let at: Vec<&str> = found.iter().map(|(_, at)| at.as_str()).collect();
+        assert_eq!(
+            at,
+            [
+                format!("\"{DIR}/nope-ca.pem\""),
+                format!("\"{DIR}/garbage.pem\"")
+            ]
+        );
+        assert!(
+            found[0].0.message.contains("does not exist"),
+            "{}",
+            found[0].0.message
+        );
+        assert!(
+            found[1].0.message.contains("no PEM certificate"),
+            "{}",
+            found[1].0.message
+        );
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl NextHop {
             target,
             tls: connector.tls,
             credentials,
-            ca: None,
+            ca: connector.ca.as_ref().map(PathBuf::from),
         }))
     }
 
@@ -156,6 +156,7 @@ mod tests {
             deliver,
             tls: TlsPolicy::Require,
             credentials,
+            ca: Some("/etc/mailgw/isp-ca.pem".into()),
             accept_from: Vec::new(),
             reject_from: Vec::new(),
             source: SourceRef::new(0, 1),
@@ -188,6 +189,10 @@ mod tests {
             }
         );
         assert_eq!(smtp.tls, TlsPolicy::Require);
+        assert_eq!(
+            smtp.ca.as_deref(),
+            Some(std::path::Path::new("/etc/mailgw/isp-ca.pem"))
+        );
         let credentials = smtp.credentials.as_ref().expect("credentials");
         assert_eq!(
             (credentials.user.as_str(), credentials.password.expose()),
