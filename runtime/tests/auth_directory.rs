@@ -204,8 +204,10 @@ async fn login_by_address() {
 }
 
 /// Unknown users, missing hashes and unknown schemes cost about one argon2
-/// check, like a wrong password for a real user. Bounds are generous: the
-/// fastest of a few runs must reach half the fastest real check's time.
+/// check, like a wrong password for a real user. An early return would be
+/// thousands of times faster; the bound is generous (a quarter of the real
+/// check) because the machine is shared: each user's fastest of a few runs,
+/// measured in turn with the real user's so load hits both alike.
 #[tokio::test]
 async fn unknown_users_take_as_long_as_real_ones() {
     let auth = Authenticator::new(plan(&[
@@ -221,17 +223,14 @@ async fn unknown_users_take_as_long_as_real_ones() {
         );
         start.elapsed()
     }
-    let mut real = Duration::MAX;
-    for _ in 0..3 {
-        real = real.min(time(&auth, "alice").await);
-    }
     for user in ["nobody", "nohash", "plain", "nobody@example.test"] {
-        let mut fastest = Duration::MAX;
+        let (mut real, mut fastest) = (Duration::MAX, Duration::MAX);
         for _ in 0..3 {
+            real = real.min(time(&auth, "alice").await);
             fastest = fastest.min(time(&auth, user).await);
         }
         assert!(
-            fastest * 2 >= real,
+            fastest * 4 >= real,
             "{user}: {fastest:?} against {real:?} for a real user"
         );
     }

@@ -525,7 +525,7 @@ fn a_refused_recipient_bounces_to_the_sender_with_a_dsn_and_a_copy() {
     assert_eq!(dsn["per_message"]["Original-Envelope-Id"], "env-42");
     let r = &dsn["per_recipient"][0];
     assert_eq!(r["Final-Recipient"], "rfc822; carol@remote.test");
-    assert_eq!(r["Original-Recipient"], "rfc822; Carol@Remote.test");
+    assert_eq!(r["Original-Recipient"], "rfc822;Carol@Remote.test");
     assert_eq!(r["Action"], "failed");
     assert!(
         r["Status"].as_str().is_some_and(|s| s.starts_with("5.")),
@@ -712,15 +712,15 @@ fn journal_reports_and_disclaimers_follow_the_direction() {
     let journal = b.mbx1.messages("journal");
     let inside = journal
         .iter()
-        .map(|m| text(m))
+        .map(|m| text(m).replace("\r\n", "\n"))
         .find(|m| m.contains("Subject: Journal: from inside"))
         .expect("a journal report of the inside message");
-    assert!(inside.contains("Recipient: <carol@remote.test>"));
+    assert!(inside.contains("Recipient: carol@remote.test\n"));
     assert!(
-        inside.contains("Recipient: <bob@example.test>"),
+        inside.contains("Recipient: bob@example.test\n"),
         "the Bcc-like recipient is listed"
     );
-    assert!(inside.contains("Sender: <alice@example.test>"));
+    assert!(inside.contains("Sender: alice@example.test\n"));
     assert!(inside.contains("Content-Type: message/rfc822"));
     assert!(
         !inside.contains("OUTBOUND-NOTICE"),

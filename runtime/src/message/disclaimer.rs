@@ -1,518 +1,432 @@
-//! Disclaimers, MIME-aware: the text goes into the message's body text —
-//! a single text part, both parts of a `multipart/alternative`, the first
-//! body of a `multipart/mixed` or `related` — never into attachments, in
-//! the part's own transfer encoding. Everything else stays byte-identical.
-//! Signed and encrypted messages are left alone: changing them would break
-//! the signature or could not be read.
+//! MIME-aware disclaimers: text added to the first text body of a message,
+//! to both bodies of a `multipart/alternative`, never to an attachment, and
+//! never to a signed or encrypted message.
+//!
+//! The message is rebuilt by splicing: only the changed parts' bodies (and,
+//! where the transfer encoding or the charset had to change, their
+//! `Content-Transfer-Encoding` and `Content-Type` fields) differ; every
+//! other byte — the message header, other parts, boundaries, preamble and
+//! epilogue — is kept.
 
-use mail_parser::{ContentType, Message, MessageParser, MessagePart, MimeHeaders, PartType};
-use mailgw_plan::Position;
+mod edit;
 
-use super::mime;
+use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders};
+pub use mailgw_plan::Position;
 
 /// What [`apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// The message with the disclaimer.
+    /// The message with the text added.
     Changed(Vec<u8>),
-    /// The message is left as it is, for this reason.
+    /// The message must go as it is, for this reason.
     Unchanged(Skip),
 }
 
-/// Why a message gets no disclaimer.
+/// Why a message was left as it was. The caller logs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skip {
-    /// It is signed (S/MIME, PGP): a change would break the signature.
+    /// Signed (`multipart/signed`, S/MIME signed-data, PGP armor): a change
+    /// would break the signature.
     Signed,
-    /// It is encrypted: there is no text to add to.
+    /// Encrypted (`multipart/encrypted`, S/MIME enveloped-data, PGP armor):
+    /// the text cannot be read.
     Encrypted,
-    /// It has no text body (only attachments).
+    /// No text/plain or text/html body outside the attachments.
     NoTextPart,
-    /// It cannot be parsed as a message.
+    /// The MIME structure or a body's transfer encoding could not be read.
     Malformed,
+    /// A text body in a charset that cannot take the text and that the
+    /// gateway cannot convert to UTF-8.
+    Charset,
 }
 
-/// Adds `text` at `position` to the body text of `message`.
+/// Adds `text` (UTF-8, lines separated by LF or CRLF) to `message` at
+/// `position`.
 pub fn apply(message: &[u8], text: &str, position: Position) -> Applied {
-    let Some(parsed) = MessageParser::default().parse(message) else {
-        return Applied::Unchanged(Skip::Malformed);
-    };
-    let targets = match targets(&parsed) {
-        Ok(t) if t.is_empty() => return Applied::Unchanged(Skip::NoTextPart),
-        Ok(t) => t,
-        Err(skip) => return Applied::Unchanged(skip),
-    };
-    let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
-    for index in targets {
-        let Some(part) = parsed.parts.get(index) else {
-            continue;
-        };
-        let (html, decoded) = match &part.body {
-            PartType::Text(t) => (false, t.as_ref()),
-            PartType::Html(t) => (true, t.as_ref()),
-            _ => continue,
-        };
-        if decoded.contains("-----BEGIN PGP SIGNED MESSAGE-----") {
-            return Applied::Unchanged(Skip::Signed);
-        }
-        if decoded.contains("-----BEGIN PGP MESSAGE-----") {
-            return Applied::Unchanged(Skip::Encrypted);
-        }
-        let new_text = if html {
-            add_html(decoded, text, position)
-        } else {
-            add_plain(decoded, text, position)
-        };
-        match edit(message, part, &new_text, index == 0) {
-            Some(mut e) => edits.append(&mut e),
-            None => return Applied::Unchanged(Skip::Malformed),
-        }
+    match try_apply(message, text, position) {
+        Ok(changed) => Applied::Changed(changed),
+        Err(skip) => Applied::Unchanged(skip),
     }
-    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
-    let mut out = message.to_vec();
+}
+
+fn try_apply(message: &[u8], text: &str, position: Position) -> Result<Vec<u8>, Skip> {
+    let parsed = MessageParser::default()
+        .parse(message)
+        .ok_or(Skip::Malformed)?;
+    let mut targets = Vec::new();
+    find(&parsed, 0, &mut targets)?;
+    if targets.is_empty() {
+        return Err(Skip::NoTextPart);
+    }
+    let mut edits = Vec::with_capacity(targets.len());
+    for id in targets {
+        let part = parsed.parts.get(id).ok_or(Skip::Malformed)?;
+        let html = kind(part) == Kind::Html;
+        let bytes = edit::edit(message, part, id == 0, html, text, position)?;
+        edits.push((part.offset_header as usize, part.offset_end as usize, bytes));
+    }
+    edits.sort_by_key(|e| e.0);
+    let mut out = Vec::with_capacity(message.len() + text.len() * 2 + 256);
+    let mut copied = 0;
     for (start, end, bytes) in edits {
-        if start > end || end > out.len() {
-            return Applied::Unchanged(Skip::Malformed);
+        if start < copied || end > message.len() {
+            return Err(Skip::Malformed);
         }
-        out.splice(start..end, bytes);
+        out.extend_from_slice(&message[copied..start]);
+        out.extend_from_slice(&bytes);
+        copied = end;
     }
-    Applied::Changed(out)
+    out.extend_from_slice(&message[copied..]);
+    Ok(out)
 }
 
-/// The parts that get the text, or why none does.
-fn targets(message: &Message<'_>) -> Result<Vec<usize>, Skip> {
-    let mut index = 0;
-    // Into the first body of mixed/related containers.
-    for _ in 0..32 {
-        let part = message.parts.get(index).ok_or(Skip::Malformed)?;
-        let (ctype, subtype) = kind(part.content_type());
-        match (ctype.as_str(), subtype.as_str()) {
-            ("multipart", "signed") => return Err(Skip::Signed),
-            ("multipart", "encrypted") => return Err(Skip::Encrypted),
-            ("application", "pkcs7-mime" | "x-pkcs7-mime") => {
-                let signed = part
-                    .content_type()
-                    .and_then(|c| c.attribute("smime-type"))
-                    .is_some_and(|t| t.eq_ignore_ascii_case("signed-data"));
-                return Err(if signed {
-                    Skip::Signed
-                } else {
-                    Skip::Encrypted
-                });
-            }
-            _ => {}
-        }
-        match &part.body {
-            PartType::Text(_) | PartType::Html(_) if !is_attachment(part) => {
-                return Ok(vec![index])
-            }
-            PartType::Multipart(children) if subtype == "alternative" => {
-                let mut out = Vec::new();
-                for want in [false, true] {
-                    let found = children.iter().map(|&c| c as usize).find(|&c| {
-                        message.parts.get(c).is_some_and(|p| {
-                            !is_attachment(p)
-                                && match &p.body {
-                                    PartType::Text(_) => !want,
-                                    PartType::Html(_) => want,
-                                    _ => false,
-                                }
-                        })
-                    });
-                    out.extend(found);
-                }
-                return Ok(out);
-            }
-            PartType::Multipart(children) => match children.first() {
-                Some(&first) => index = first as usize,
-                None => return Ok(Vec::new()),
-            },
-            _ => return Ok(Vec::new()),
-        }
-    }
-    Ok(Vec::new())
+/// What a part is, as far as disclaimers care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Signed,
+    Encrypted,
+    Alternative,
+    Multipart,
+    Plain,
+    Html,
+    Other,
 }
 
-fn kind(ct: Option<&ContentType<'_>>) -> (String, String) {
-    match ct {
-        Some(c) => (
-            c.ctype().to_ascii_lowercase(),
-            c.subtype().unwrap_or_default().to_ascii_lowercase(),
-        ),
-        None => ("text".into(), "plain".into()),
+fn kind(part: &MessagePart<'_>) -> Kind {
+    let Some(ct) = part.content_type() else {
+        return Kind::Plain;
+    };
+    let is = |a: &str, b: &str| {
+        ct.ctype().eq_ignore_ascii_case(a)
+            && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case(b))
+    };
+    let smime = is("application", "pkcs7-mime") || is("application", "x-pkcs7-mime");
+    if is("multipart", "signed") {
+        Kind::Signed
+    } else if is("multipart", "encrypted") {
+        Kind::Encrypted
+    } else if smime {
+        let signed = ct
+            .attribute("smime-type")
+            .is_some_and(|t| t.eq_ignore_ascii_case("signed-data"));
+        if signed {
+            Kind::Signed
+        } else {
+            Kind::Encrypted
+        }
+    } else if is("multipart", "alternative") {
+        Kind::Alternative
+    } else if ct.ctype().eq_ignore_ascii_case("multipart") {
+        Kind::Multipart
+    } else if is("text", "plain") {
+        Kind::Plain
+    } else if is("text", "html") {
+        Kind::Html
+    } else {
+        Kind::Other
     }
 }
 
+/// Marked as an attachment, or carrying a file name.
 fn is_attachment(part: &MessagePart<'_>) -> bool {
-    part.content_disposition()
-        .is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"))
-        || part.attachment_name().is_some()
+    let disposition = part.content_disposition();
+    disposition.is_some_and(|d| d.ctype().eq_ignore_ascii_case("attachment"))
+        || disposition.is_some_and(|d| d.attribute("filename").is_some())
+        || part
+            .content_type()
+            .is_some_and(|c| c.attribute("name").is_some())
 }
 
-fn add_plain(body: &str, text: &str, position: Position) -> String {
-    let body = body.replace("\r\n", "\n").replace('\n', "\r\n");
-    let text = text.replace("\r\n", "\n").replace('\n', "\r\n");
-    match position {
-        Position::Append => format!("{}\r\n\r\n{text}\r\n", body.trim_end_matches(['\r', '\n'])),
-        Position::Prepend => format!("{text}\r\n\r\n{body}"),
-    }
-}
-
-fn add_html(body: &str, text: &str, position: Position) -> String {
-    let mut escaped = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\n' => escaped.push_str("<br>"),
-            '\r' => {}
-            c => escaped.push(c),
-        }
-    }
-    let block = format!("<p>{escaped}</p>");
-    let lower = body.to_ascii_lowercase();
-    match position {
-        Position::Append => match lower.rfind("</body") {
-            Some(at) => format!("{}{block}\r\n{}", &body[..at], &body[at..]),
-            None => format!("{body}\r\n{block}\r\n"),
-        },
-        Position::Prepend => {
-            let after_tag = lower
-                .find("<body")
-                .and_then(|at| lower[at..].find('>').map(|end| at + end + 1));
-            match after_tag {
-                Some(at) => format!("{}\r\n{block}{}", &body[..at], &body[at..]),
-                None => format!("{block}\r\n{body}"),
+/// Collects the parts under `id` that get the text: the part itself if it
+/// is a text body; both bodies of an alternative; the first text body found
+/// in any other multipart. A signed or encrypted part met on the way stops
+/// the walk.
+fn find(message: &Message<'_>, id: usize, out: &mut Vec<usize>) -> Result<(), Skip> {
+    let part = message.parts.get(id).ok_or(Skip::Malformed)?;
+    let children = || part.sub_parts().ok_or(Skip::Malformed);
+    match kind(part) {
+        Kind::Signed => Err(Skip::Signed),
+        Kind::Encrypted => Err(Skip::Encrypted),
+        Kind::Plain | Kind::Html => {
+            if !is_attachment(part) && !part.is_multipart() {
+                out.push(id);
             }
+            Ok(())
         }
-    }
-}
-
-/// The byte edits that replace `part`'s body with `text` in the part's
-/// transfer encoding, and its header's `Content-Type` charset and
-/// `Content-Transfer-Encoding` when they must change. `root`: the part is
-/// the whole message.
-fn edit(
-    message: &[u8],
-    part: &MessagePart<'_>,
-    text: &str,
-    root: bool,
-) -> Option<Vec<(usize, usize, Vec<u8>)>> {
-    let header = (part.offset_header as usize, part.offset_body as usize);
-    let body = (part.offset_body as usize, part.offset_end as usize);
-    let old_body = message.get(body.0..body.1)?;
-    let charset = part
-        .content_type()
-        .and_then(|c| c.attribute("charset"))
-        .map(str::to_ascii_lowercase);
-    let utf8_label = matches!(charset.as_deref(), Some("utf-8" | "utf8"));
-    let new_charset = !utf8_label && !text.is_ascii();
-    let cte = part
-        .content_transfer_encoding()
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    let (encoded, new_cte) = match cte.as_str() {
-        "base64" => (base64(text.as_bytes()), None),
-        "quoted-printable" => (quoted_printable(text), None),
-        "8bit" | "binary" => (text.as_bytes().to_vec(), None),
-        _ if text.is_ascii() => (text.as_bytes().to_vec(), None),
-        _ => (quoted_printable(text), Some("quoted-printable")),
-    };
-    let mut encoded = encoded;
-    // A part inside a multipart ends before the CRLF of the delimiter; the
-    // whole message's body ends with its own line end.
-    if root && old_body.ends_with(b"\n") && !encoded.ends_with(b"\r\n") {
-        encoded.extend_from_slice(b"\r\n");
-    }
-    if !root {
-        while encoded.ends_with(b"\r\n") {
-            encoded.truncate(encoded.len() - 2);
-        }
-    }
-    let mut edits = vec![(body.0, body.1, encoded)];
-    if new_charset || new_cte.is_some() {
-        let old_header = message.get(header.0..header.1)?;
-        let content_type = new_charset.then(|| content_type_utf8(part.content_type()));
-        let rewritten = rewrite_header(old_header, content_type.as_deref(), new_cte);
-        edits.push((header.0, header.1, rewritten));
-    }
-    Some(edits)
-}
-
-/// `Content-Type:` of the part, with `charset="utf-8"` and its other
-/// parameters kept.
-fn content_type_utf8(ct: Option<&ContentType<'_>>) -> String {
-    let (ctype, subtype) = kind(ct);
-    let mut line = format!("Content-Type: {ctype}/{subtype}; charset=\"utf-8\"");
-    if let Some(attributes) = ct.and_then(|c| c.attributes()) {
-        for a in attributes {
-            if !a.name.eq_ignore_ascii_case("charset") {
-                line.push_str(&format!(
-                    ";\r\n\t{}=\"{}\"",
-                    a.name,
-                    a.value.replace(['\\', '"'], "")
-                ));
+        Kind::Alternative => {
+            let mut seen = Vec::new();
+            for &child in children()? {
+                let mut found = Vec::new();
+                find(message, child as usize, &mut found)?;
+                for f in found {
+                    let k = message.parts.get(f).map(kind);
+                    if !seen.contains(&k) {
+                        seen.push(k);
+                        out.push(f);
+                    }
+                }
             }
+            Ok(())
         }
-    }
-    line.push_str("\r\n");
-    line
-}
-
-/// The header with the `Content-Type` (when `content_type` is given) and
-/// `Content-Transfer-Encoding` (when `cte` is given) fields replaced; the
-/// other fields stay as they are, in order.
-fn rewrite_header(header: &[u8], content_type: Option<&str>, cte: Option<&str>) -> Vec<u8> {
-    let text = String::from_utf8_lossy(header);
-    let mut out = String::with_capacity(text.len() + 64);
-    let mut dropping = false;
-    let mut lines: Vec<&str> = text.split_inclusive('\n').collect();
-    // The empty line that ends the header.
-    let end = match lines.last() {
-        Some(l) if l.trim().is_empty() => lines.pop(),
-        _ => None,
-    };
-    for line in lines {
-        if line.starts_with([' ', '\t']) {
-            if !dropping {
-                out.push_str(line);
+        Kind::Multipart => {
+            for &child in children()? {
+                let before = out.len();
+                find(message, child as usize, out)?;
+                if out.len() > before {
+                    break;
+                }
             }
-            continue;
+            Ok(())
         }
-        let name = line.split(':').next().unwrap_or("").trim();
-        dropping = (content_type.is_some() && name.eq_ignore_ascii_case("content-type"))
-            || (cte.is_some() && name.eq_ignore_ascii_case("content-transfer-encoding"));
-        if !dropping {
-            out.push_str(line);
-        }
+        Kind::Other => Ok(()),
     }
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push_str("\r\n");
-    }
-    if let Some(ct) = content_type {
-        out.push_str(ct);
-    }
-    if let Some(cte) = cte {
-        out.push_str(&format!("Content-Transfer-Encoding: {cte}\r\n"));
-    }
-    out.push_str(end.unwrap_or("\r\n"));
-    mime::crlf(out.as_bytes())
-}
-
-/// Base64 in lines of 76 characters (RFC 2045 6.8).
-fn base64(bytes: &[u8]) -> Vec<u8> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(bytes.len() * 4 / 3 + bytes.len() / 38 + 4);
-    for (n, chunk) in bytes.chunks(3).enumerate() {
-        if n > 0 && n % 19 == 0 {
-            out.extend_from_slice(b"\r\n");
-        }
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let v = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
-        let sym = |shift: u32| ALPHABET[((v >> shift) & 63) as usize];
-        out.push(sym(18));
-        out.push(sym(12));
-        out.push(if chunk.len() > 1 { sym(6) } else { b'=' });
-        out.push(if chunk.len() > 2 { sym(0) } else { b'=' });
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
-/// Quoted-printable (RFC 2045 6.7): line ends kept, lines soft-broken
-/// before 76 characters, trailing blanks encoded.
-fn quoted_printable(text: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + text.len() / 8);
-    let normalized = text.replace("\r\n", "\n");
-    let lines: Vec<&str> = normalized.split('\n').collect();
-    let count = lines.len();
-    for (i, line) in lines.into_iter().enumerate() {
-        let bytes = line.as_bytes();
-        let mut width = 0;
-        for (j, &b) in bytes.iter().enumerate() {
-            let last = j + 1 == bytes.len();
-            let plain = (b == b' ' || b == b'\t') && !last || (33..=126).contains(&b) && b != b'=';
-            let len = if plain { 1 } else { 3 };
-            if width + len > 75 {
-                out.extend_from_slice(b"=\r\n");
-                width = 0;
-            }
-            if plain {
-                out.push(b);
-            } else {
-                out.extend_from_slice(format!("={b:02X}").as_bytes());
-            }
-            width += len;
-        }
-        if i + 1 < count {
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    use mail_parser::MessageParser;
-
     use super::*;
 
-    const TEXT: &str = "This message is confidential.";
+    const TEXT: &str = "Confidential: for the addressee only.";
 
     fn changed(message: &[u8], text: &str, position: Position) -> Vec<u8> {
         match apply(message, text, position) {
-            Applied::Changed(m) => m,
-            Applied::Unchanged(why) => panic!("unchanged: {why:?}"),
+            Applied::Changed(out) => out,
+            Applied::Unchanged(skip) => panic!("unchanged: {skip:?}"),
         }
     }
 
-    fn body_texts(message: &[u8]) -> Vec<String> {
+    /// The decoded text of part `n`, as mail-parser sees it.
+    fn text_of(message: &[u8], n: usize) -> String {
         let parsed = MessageParser::default().parse(message).expect("parses");
-        parsed
-            .parts
-            .iter()
-            .filter_map(|p| p.text_contents().map(str::to_owned))
-            .collect()
+        let part = &parsed.parts[n];
+        part.text_contents().expect("text part").to_string()
     }
 
     #[test]
-    fn a_plain_message_gets_the_text_after_its_body_and_keeps_its_header() {
-        let m = b"From: a@example.test\r\nSubject: hi\r\n\r\nHello Bob,\r\nsee you.\r\n";
+    fn plain_7bit_append_and_prepend() {
+        let m = b"From: a@example.com\r\nSubject: hi\r\n\r\nHello Bob.\r\n";
         let out = changed(m, TEXT, Position::Append);
         assert_eq!(
-            String::from_utf8(out).expect("utf-8"),
-            "From: a@example.test\r\nSubject: hi\r\n\r\nHello Bob,\r\nsee you.\r\n\r\nThis message is confidential.\r\n"
+            out,
+            b"From: a@example.com\r\nSubject: hi\r\n\r\nHello Bob.\r\n\r\nConfidential: for the addressee only.\r\n"
         );
-        let out = changed(m, "[External]", Position::Prepend);
-        assert!(out.ends_with(b"\r\n\r\n[External]\r\n\r\nHello Bob,\r\nsee you.\r\n"));
+        let out = changed(m, "Line one\nLine two", Position::Prepend);
+        assert!(out.ends_with(b"\r\n\r\nLine one\r\nLine two\r\n\r\nHello Bob.\r\n"));
     }
 
     #[test]
-    fn a_non_ascii_text_in_a_7bit_part_switches_it_to_quoted_printable_utf8() {
-        let m = b"Subject: hi\r\nContent-Type: text/plain; format=flowed\r\n\r\nHello\r\n";
+    fn non_ascii_into_7bit_switches_to_quoted_printable() {
+        let m = b"From: a@example.com\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nHello.\r\n";
         let out = changed(
             m,
-            "Vertraulich \u{2013} n\u{fc}r f\u{fc}r Sie.",
+            "Vertraulich \u{2013} nur f\u{fc}r Sie.",
             Position::Append,
         );
-        let text = String::from_utf8_lossy(&out);
-        assert!(
-            text.contains("Content-Transfer-Encoding: quoted-printable\r\n"),
-            "{text}"
-        );
-        assert!(text.contains("charset=\"utf-8\""), "{text}");
-        assert!(text.contains("format=\"flowed\""), "{text}");
-        assert!(text.contains("n=C3=BCr"), "{text}");
-        assert_eq!(text.matches("Content-Type:").count(), 1);
-        assert!(body_texts(&out)[0].contains("Vertraulich \u{2013} n\u{fc}r f\u{fc}r Sie."));
-    }
-
-    #[test]
-    fn quoted_printable_and_base64_parts_stay_in_their_encoding() {
-        let qp = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe\r\n";
-        let out = changed(qp, TEXT, Position::Append);
-        assert!(String::from_utf8_lossy(&out).contains("Gr=C3=BC=C3=9Fe"));
-        assert_eq!(body_texts(&out)[0], format!("Grüße\r\n\r\n{TEXT}\r\n"));
-
-        let b64 = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSGVsbG8gd29ybGQ=\r\n";
-        let out = changed(b64, TEXT, Position::Append);
-        let text = String::from_utf8_lossy(&out);
-        assert!(!text.contains(TEXT), "still base64: {text}");
+        let parsed = MessageParser::default().parse(&out).expect("parses");
         assert_eq!(
-            body_texts(&out)[0],
-            format!("Hello world\r\n\r\n{TEXT}\r\n")
+            parsed.parts[0].content_transfer_encoding(),
+            Some("quoted-printable")
         );
-        assert!(text.lines().all(|l| l.len() <= 76));
+        let ct = parsed.content_type().expect("content type");
+        assert_eq!(ct.attribute("charset"), Some("utf-8"));
+        assert!(out.starts_with(b"From: a@example.com\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"));
+        assert_eq!(
+            text_of(&out, 0),
+            "Hello.\r\n\r\nVertraulich \u{2013} nur f\u{fc}r Sie.\r\n"
+        );
+        assert!(out.is_ascii());
     }
 
     #[test]
-    fn alternative_gets_it_in_both_and_attachments_stay_byte_identical() {
-        let attachment = "--m\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\nContent-Disposition: attachment; filename=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n";
+    fn a_message_without_mime_gets_the_fields_it_needs() {
+        let m = b"Subject: x\r\n\r\nHi\r\n";
+        let out = changed(m, "\u{e9}", Position::Append);
+        assert_eq!(
+            out,
+            b"Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nHi\r\n\r\n=C3=A9\r\n"
+        );
+    }
+
+    #[test]
+    fn quoted_printable_stays_quoted_printable() {
+        let m = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nCaf=C3=A9 au lait, a long line that goes on and on and on and on and on an=\r\nd on.\r\n";
+        let out = changed(m, "Gr\u{fc}\u{df}e", Position::Append);
+        assert!(out.starts_with(b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"));
+        assert!(out.is_ascii());
+        assert_eq!(
+            text_of(&out, 0),
+            "Caf\u{e9} au lait, a long line that goes on and on and on and on and on and on.\r\n\r\nGr\u{fc}\u{df}e\r\n"
+        );
+    }
+
+    #[test]
+    fn base64_stays_base64_in_short_lines() {
+        let body = "Line one\r\nLine two\r\n".repeat(20);
+        let mut encoded = crate::message::encoding::base64_encode(body.as_bytes());
+        encoded.extend_from_slice(b"\r\n");
+        let mut m =
+            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                .to_vec();
+        m.extend_from_slice(&encoded);
+        let out = changed(&m, TEXT, Position::Append);
+        assert!(out.ends_with(b"\r\n"));
+        let body_start = crate::message::headers_of(&out).len();
+        assert!(out[body_start..]
+            .split(|&b| b == b'\n')
+            .all(|l| l.len() <= 77));
+        assert_eq!(text_of(&out, 0), format!("{}\r\n{TEXT}\r\n", body));
+    }
+
+    const ALTERNATIVE: &[u8] = b"From: a@example.com\r\n\
+        MIME-Version: 1.0\r\n\
+        Content-Type: multipart/alternative; boundary=\"alt\"\r\n\
+        \r\n\
+        preamble\r\n\
+        --alt\r\n\
+        Content-Type: text/plain; charset=utf-8\r\n\
+        \r\n\
+        Hello.\r\n\
+        --alt\r\n\
+        Content-Type: text/html; charset=utf-8\r\n\
+        \r\n\
+        <html><BODY class=\"x\"><p>Hello.</p></Body></html>\r\n\
+        --alt--\r\n\
+        epilogue\r\n";
+
+    #[test]
+    fn alternative_gets_it_in_both_bodies() {
+        let out = changed(ALTERNATIVE, "Terms & <conditions>", Position::Append);
+        assert_eq!(text_of(&out, 1), "Hello.\r\n\r\nTerms & <conditions>\r\n");
+        assert_eq!(
+            text_of(&out, 2),
+            "<html><BODY class=\"x\"><p>Hello.</p><div class=\"mailgw-disclaimer\"><p>Terms &amp; &lt;conditions&gt;</p></div></Body></html>"
+        );
+        assert!(out.starts_with(&ALTERNATIVE[..ALTERNATIVE.len() - 200]));
+        assert!(out.ends_with(b"--alt--\r\nepilogue\r\n"));
+
+        let out = changed(ALTERNATIVE, "Terms", Position::Prepend);
+        assert_eq!(
+            text_of(&out, 2),
+            "<html><BODY class=\"x\"><div class=\"mailgw-disclaimer\"><p>Terms</p></div><p>Hello.</p></Body></html>"
+        );
+    }
+
+    #[test]
+    fn html_without_body_tag() {
+        let m = b"Content-Type: text/html\r\n\r\n<p>Hi</p>\r\n";
+        let out = changed(m, "X", Position::Append);
+        assert!(
+            out.ends_with(b"\r\n\r\n<p>Hi</p><div class=\"mailgw-disclaimer\"><p>X</p></div>\r\n")
+        );
+        let out = changed(m, "X", Position::Prepend);
+        assert!(
+            out.ends_with(b"\r\n\r\n<div class=\"mailgw-disclaimer\"><p>X</p></div><p>Hi</p>\r\n")
+        );
+    }
+
+    #[test]
+    fn mixed_changes_the_first_text_only_and_keeps_attachments() {
+        let attachment = "--mix\r\n\
+            Content-Type: text/plain; name=\"notes.txt\"\r\n\
+            Content-Disposition: attachment; filename=\"notes.txt\"\r\n\
+            \r\n\
+            attached notes\r\n\
+            --mix\r\n\
+            Content-Type: application/pdf\r\n\
+            Content-Transfer-Encoding: base64\r\n\
+            \r\n\
+            JVBERi0xLjQK\r\n\
+            --mix--\r\n";
         let m = format!(
-            "Subject: s\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n\r\n--m\r\n\
-             Content-Type: multipart/alternative; boundary=\"a\"\r\n\r\n--a\r\n\
-             Content-Type: text/plain\r\n\r\nplain body\r\n--a\r\nContent-Type: text/html\r\n\r\n\
-             <html><BODY class=\"x\">html body</Body></html>\r\n--a--\r\n\r\n{attachment}--m--\r\n"
+            "From: a@example.com\r\nContent-Type: multipart/mixed; boundary=mix\r\n\r\n\
+             --mix\r\n{}--mix\r\nContent-Type: text/plain\r\n\r\nBody.\r\n{attachment}",
+            String::from_utf8_lossy(&ALTERNATIVE[21..])
+                .replace("--alt--\r\nepilogue\r\n", "--alt--\r\n")
         );
-        let out = changed(m.as_bytes(), "A & B <legal>", Position::Append);
-        let text = String::from_utf8_lossy(&out);
-        assert!(text.contains("plain body\r\n\r\nA & B <legal>"), "{text}");
+        let out = changed(m.as_bytes(), TEXT, Position::Append);
         assert!(
-            text.contains("html body<p>A &amp; B &lt;legal&gt;</p>\r\n</Body>"),
-            "{text}"
+            out.ends_with(attachment.as_bytes()),
+            "attachments byte for byte"
         );
-        assert!(text.contains(attachment), "attachment untouched");
-        assert!(text.starts_with("Subject: s\r\nContent-Type: multipart/mixed; boundary=\"m\"\r\n"));
-        let prepended = changed(m.as_bytes(), "[External]", Position::Prepend);
-        let text = String::from_utf8_lossy(&prepended);
-        assert!(
-            text.contains("<BODY class=\"x\">\r\n<p>[External]</p>html body"),
-            "{text}"
+        assert_eq!(text_of(&out, 2), format!("Hello.\r\n\r\n{TEXT}\r\n"));
+        assert_eq!(text_of(&out, 4), "Body.");
+        let added = out.len() - m.len();
+        assert_eq!(
+            out.windows(TEXT.len())
+                .filter(|w| *w == TEXT.as_bytes())
+                .count(),
+            2,
+            "{added}"
         );
-        assert!(text.contains("[External]\r\n\r\nplain body"), "{text}");
     }
 
     #[test]
-    fn html_without_a_body_tag_and_latin1_parts() {
-        let m = b"Content-Type: text/html\r\n\r\n<b>hi</b>\r\n";
-        let out = changed(m, TEXT, Position::Append);
-        assert!(
-            String::from_utf8_lossy(&out).ends_with(&format!("<b>hi</b>\r\n\r\n<p>{TEXT}</p>\r\n"))
-        );
-
-        let latin1 = b"Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\nh\xe9llo\r\n";
-        let out = changed(latin1, TEXT, Position::Append);
-        let text = String::from_utf8(out.clone()).expect("now utf-8");
-        assert!(text.contains("charset=\"utf-8\""), "{text}");
-        assert!(text.contains("h\u{e9}llo\r\n\r\nThis message"), "{text}");
-        assert_eq!(body_texts(&out)[0], format!("h\u{e9}llo\r\n\r\n{TEXT}\r\n"));
-    }
-
-    #[test]
-    fn signed_encrypted_and_attachment_only_messages_are_left_alone() {
-        let signed = b"Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=\"s\"\r\n\r\n--s\r\nContent-Type: text/plain\r\n\r\nhi\r\n--s--\r\n";
+    fn text_attachment_alone_is_no_text_part() {
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nx\r\n--b--\r\n";
         assert_eq!(
-            apply(signed, TEXT, Position::Append),
-            Applied::Unchanged(Skip::Signed)
+            apply(m, TEXT, Position::Append),
+            Applied::Unchanged(Skip::NoTextPart)
         );
-        let smime = b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n\r\nMIAGCSqG\r\n";
+        let m = b"Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\niVBO\r\n";
         assert_eq!(
-            apply(smime, TEXT, Position::Append),
-            Applied::Unchanged(Skip::Encrypted)
-        );
-        let pgp = b"Subject: x\r\n\r\n-----BEGIN PGP MESSAGE-----\r\nhQEMA\r\n-----END PGP MESSAGE-----\r\n";
-        assert_eq!(
-            apply(pgp, TEXT, Position::Append),
-            Applied::Unchanged(Skip::Encrypted)
-        );
-        let clear =
-            b"Subject: x\r\n\r\n-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nhi\r\n";
-        assert_eq!(
-            apply(clear, TEXT, Position::Append),
-            Applied::Unchanged(Skip::Signed)
-        );
-        let only = b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n";
-        assert_eq!(
-            apply(only, TEXT, Position::Append),
+            apply(m, TEXT, Position::Append),
             Applied::Unchanged(Skip::NoTextPart)
         );
     }
 
     #[test]
-    fn encoders_round_trip() {
-        let text = "a line with trailing space \r\n=equals= and \u{fc}mlauts ".repeat(5);
-        let qp = quoted_printable(&text);
-        assert!(String::from_utf8_lossy(&qp).lines().all(|l| l.len() <= 76));
-        let m = [b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n".as_slice(), &qp].concat();
-        assert_eq!(body_texts(&m)[0], text);
-        assert_eq!(base64(b"Man"), b"TWFu\r\n");
-        assert_eq!(base64(b"Ma"), b"TWE=\r\n");
-        assert_eq!(base64(b"M"), b"TQ==\r\n");
+    fn latin1_part_stays_latin1() {
+        let m = b"Content-Type: text/plain; charset=ISO-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\nCaf\xe9\r\n";
+        let out = changed(m, "Gr\u{fc}\u{df}e", Position::Append);
+        assert_eq!(
+            out,
+            b"Content-Type: text/plain; charset=ISO-8859-1\r\nContent-Transfer-Encoding: 8bit\r\n\r\nCaf\xe9\r\n\r\nGr\xfc\xdfe\r\n"
+        );
+    }
+
+    #[test]
+    fn other_charsets_are_converted_to_utf8() {
+        // "Привет" in KOI8-R; the disclaimer is German.
+        let m = b"Content-Type: text/plain; charset=\"koi8-r\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\xf0\xd2\xc9\xd7\xc5\xd4\r\n";
+        let out = changed(m, "Gr\u{fc}\u{df}e", Position::Append);
+        assert!(out.starts_with(b"Content-Type: text/plain; charset=utf-8\r\n"));
+        assert_eq!(
+            text_of(&out, 0),
+            "\u{41f}\u{440}\u{438}\u{432}\u{435}\u{442}\r\n\r\nGr\u{fc}\u{df}e\r\n"
+        );
+        let unknown = b"Content-Type: text/plain; charset=x-unheard-of\r\n\r\nhi\r\n";
+        assert_eq!(
+            apply(unknown, TEXT, Position::Append),
+            Applied::Unchanged(Skip::Charset)
+        );
+    }
+
+    #[test]
+    fn signed_and_encrypted_are_left_alone() {
+        let cases: [(&[u8], Skip); 5] = [
+            (b"Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=s\r\n\r\n--s\r\nContent-Type: text/plain\r\n\r\nx\r\n--s--\r\n", Skip::Signed),
+            (b"Content-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=e\r\n\r\n--e\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--e--\r\n", Skip::Encrypted),
+            (b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64\r\n\r\nMIAG\r\n", Skip::Encrypted),
+            (b"Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n\r\nMIAG\r\n", Skip::Signed),
+            (b"Subject: x\r\n\r\n-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nhi\r\n", Skip::Signed),
+        ];
+        for (m, skip) in cases {
+            assert_eq!(apply(m, TEXT, Position::Append), Applied::Unchanged(skip));
+        }
+        let armored = b"Subject: x\r\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEM\r\n";
+        assert_eq!(
+            apply(armored, TEXT, Position::Append),
+            Applied::Unchanged(Skip::Encrypted)
+        );
+    }
+
+    #[test]
+    fn bad_transfer_encoding_is_malformed() {
+        let m =
+            b"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n";
+        assert_eq!(
+            apply(m, TEXT, Position::Append),
+            Applied::Unchanged(Skip::Malformed)
+        );
     }
 }

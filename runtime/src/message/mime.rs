@@ -1,218 +1,76 @@
-//! Small pieces of RFC 5322 / MIME writing shared by the builders.
+//! Writing multipart bodies (RFC 2046 5.1) around parts we built.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `Date:` text (RFC 5322 3.3) in UTC.
-pub fn date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil(i64::try_from(days).unwrap_or(0));
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let weekday = WEEKDAYS[usize::try_from(days % 7).unwrap_or(0)];
-    let month = MONTHS[usize::try_from(m - 1).unwrap_or(0).min(11)];
-    format!(
-        "{weekday}, {d} {month} {y} {:02}:{:02}:{:02} +0000",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+use super::header::next_sequence;
+
+/// One body part: its header lines (each ending in CRLF, without the empty
+/// line) and its body.
+pub(crate) struct Part<'a> {
+    /// Header fields, CRLF-terminated.
+    pub header: Vec<u8>,
+    /// The body, already in its transfer encoding.
+    pub body: Cow<'a, [u8]>,
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A token unique in this process and unlikely elsewhere: time, process
-/// and a counter.
-pub fn unique(now: SystemTime) -> String {
-    let micros = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{micros:x}.{:x}.{n:x}", std::process::id())
-}
-
-/// A `Message-ID:` value for a message made by `host`.
-pub fn message_id(now: SystemTime, host: &str) -> String {
-    format!("<{}@{host}>", unique(now))
-}
-
-/// A MIME boundary that occurs nowhere in `content`.
-pub fn boundary(now: SystemTime, content: &[u8]) -> String {
+/// A boundary that occurs in none of `parts`. It starts with `=_`, which no
+/// quoted-printable or base64 text contains; the rest comes from the time
+/// and a counter, and a collision (a hostile original quoting it) makes us
+/// try the next one.
+pub(crate) fn boundary(now: SystemTime, parts: &[Part<'_>]) -> String {
+    let nanos = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     loop {
-        let candidate = format!("=_mailgw_{}", unique(now));
-        if !contains(content, candidate.as_bytes()) {
+        let candidate = format!("=_mailgw_{nanos:x}_{:x}", next_sequence());
+        let needle = candidate.as_bytes();
+        let taken = parts.iter().any(|p| {
+            p.header.windows(needle.len()).any(|w| w == needle)
+                || p.body.windows(needle.len()).any(|w| w == needle)
+        });
+        if !taken {
             return candidate;
         }
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+/// Appends the multipart body: a preamble, each part after its delimiter,
+/// the close delimiter.
+pub(crate) fn write_multipart(out: &mut Vec<u8>, boundary: &str, parts: &[Part<'_>]) {
+    out.extend_from_slice(b"This is a multi-part message in MIME format.\r\n");
+    for part in parts {
+        out.extend_from_slice(b"\r\n--");
+        out.extend_from_slice(boundary.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&part.header);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&part.body);
+    }
+    out.extend_from_slice(b"\r\n--");
+    out.extend_from_slice(boundary.as_bytes());
+    out.extend_from_slice(b"--\r\n");
 }
 
-/// Text safe for one header or report field: line breaks and other
-/// control characters become spaces, runs of spaces one.
-pub fn one_line(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
-            continue;
-        }
-        out.push(c);
+/// A text/plain part holding `text`: `us-ascii` as it is when it can be,
+/// else `utf-8` in quoted-printable. `text` lines end in CRLF.
+pub(crate) fn text_part(text: &str, description: &str) -> Part<'static> {
+    let mut header = Vec::new();
+    if text.is_ascii() && super::encoding::longest_line(text.as_bytes()) <= 998 {
+        header.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii\r\n");
+        header.extend_from_slice(b"Content-Transfer-Encoding: 7bit\r\n");
+        super::header::push_field(&mut header, "Content-Description", description.as_bytes());
+        return Part {
+            header,
+            body: Cow::Owned(text.as_bytes().to_vec()),
+        };
     }
-    out.trim_end().to_owned()
-}
-
-/// Appends `name: value` folded at spaces so that no line passes 78
-/// characters where a space allows (RFC 5322 2.2.3), CRLF-terminated.
-pub fn field(out: &mut String, name: &str, value: &str) {
-    let value = one_line(value);
-    let mut line_len = name.len() + 1;
-    out.push_str(name);
-    out.push(':');
-    for word in value.split(' ') {
-        if line_len + 1 + word.len() > 78 && line_len > name.len() + 1 {
-            out.push_str("\r\n");
-            line_len = 0;
-        }
-        out.push(' ');
-        out.push_str(word);
-        line_len += 1 + word.len();
-    }
-    out.push_str("\r\n");
-}
-
-/// The header section of `message`, through the empty line that ends it
-/// (all of it when there is no body).
-pub fn headers_of(message: &[u8]) -> &[u8] {
-    let mut i = 0;
-    while i < message.len() {
-        let rest = &message[i..];
-        if rest.starts_with(b"\r\n") {
-            return &message[..i + 2];
-        }
-        if rest.starts_with(b"\n") {
-            return &message[..i + 1];
-        }
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(n) => i += n + 1,
-            None => return message,
-        }
-    }
-    message
-}
-
-/// The value of the first header field `name` (case-insensitive),
-/// unfolded, if the header has one.
-pub fn header_value(message: &[u8], name: &str) -> Option<String> {
-    let header = String::from_utf8_lossy(headers_of(message));
-    let mut value: Option<String> = None;
-    for line in header.split('\n') {
-        let line = line.trim_end_matches('\r');
-        match &mut value {
-            Some(v) if line.starts_with([' ', '\t']) => {
-                v.push(' ');
-                v.push_str(line.trim());
-            }
-            Some(_) => break,
-            None => {
-                if let Some((n, v)) = line.split_once(':') {
-                    if n.trim().eq_ignore_ascii_case(name) {
-                        value = Some(v.trim().to_owned());
-                    }
-                }
-            }
-        }
-    }
-    value
-}
-
-/// `bytes` with every line ending CRLF (a bare LF or CR becomes CRLF).
-pub fn crlf(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 50);
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
-                out.extend_from_slice(b"\r\n");
-                i += 1;
-            }
-            b'\r' | b'\n' => out.extend_from_slice(b"\r\n"),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-
-    #[test]
-    fn dates_are_rfc5322() {
-        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(date(t), "Tue, 14 Nov 2023 22:13:20 +0000");
-        assert_eq!(date(UNIX_EPOCH), "Thu, 1 Jan 1970 00:00:00 +0000");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(date(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
-    }
-
-    #[test]
-    fn fields_fold_and_lose_line_breaks() {
-        let mut out = String::new();
-        field(
-            &mut out,
-            "Diagnostic-Code",
-            "smtp; 550 5.1.1 no\r\nBcc: evil@example.org",
-        );
-        assert_eq!(
-            out,
-            "Diagnostic-Code: smtp; 550 5.1.1 no Bcc: evil@example.org\r\n"
-        );
-        let mut out = String::new();
-        field(&mut out, "X", &"word ".repeat(40));
-        assert!(out.lines().all(|l| l.len() <= 78), "{out}");
-        assert!(out.contains("\r\n word"));
-    }
-
-    #[test]
-    fn headers_values_and_line_ends() {
-        let m = b"Subject: a\r\n long\r\nFrom: x\r\n\r\nbody\r\n";
-        assert_eq!(headers_of(m), b"Subject: a\r\n long\r\nFrom: x\r\n\r\n");
-        assert_eq!(header_value(m, "subject").as_deref(), Some("a long"));
-        assert_eq!(header_value(m, "to"), None);
-        assert_eq!(crlf(b"a\nb\rc\r\nd"), b"a\r\nb\r\nc\r\nd");
-        assert_eq!(headers_of(b"Subject: only"), b"Subject: only");
-    }
-
-    #[test]
-    fn boundaries_avoid_the_content() {
-        let now = UNIX_EPOCH + Duration::from_secs(5);
-        let earlier: Vec<String> = (0..50).map(|_| boundary(now, b"")).collect();
-        let content = earlier.join("\r\n");
-        let b = boundary(now, content.as_bytes());
-        assert!(b.starts_with("=_mailgw_"));
-        assert!(!content.contains(&b));
+    header.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+    header.extend_from_slice(b"Content-Transfer-Encoding: quoted-printable\r\n");
+    super::header::push_field(&mut header, "Content-Description", description.as_bytes());
+    Part {
+        header,
+        body: Cow::Owned(super::encoding::qp_encode(text.as_bytes())),
     }
 }
