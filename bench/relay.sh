@@ -50,12 +50,13 @@ start_mailgw
 # smtp-source with the options given, waits until the sink has counted
 # EXPECTED more messages or TIMEOUT seconds have passed, and prints `status
 # seconds arrived source_seconds cpu_all cpu_source cpu_sink cpu_server
-# background`: status `ok`, `timeout` or `source-failed`; seconds from the
+# background busiest`: status `ok`, `timeout` or `source-failed`; seconds from the
 # start to the last arrival; source_seconds until smtp-source was done (its
 # accept time); CPU seconds of the whole machine, of smtp-source, of the sink
 # and of the server (mailgw's process when SERVER_PID is not 0, otherwise
 # what is left of the machine's: Postfix's processes, and any noise); the
-# percentage of the machine's CPU busy before the run (other work).
+# percentage of the machine's CPU busy before the run (other work) and the
+# processes busiest then.
 cat >"$work/measure.py" <<'PY'
 import os, re, resource, subprocess, sys, time
 
@@ -83,9 +84,25 @@ def process_cpu(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / tick
 
-busy0 = machine_cpu()
+def per_process():
+    ticks = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                name, rest = f.read().rsplit(")", 1)
+            fields = rest.split()
+            ticks[pid] = (name.split("(", 1)[1], int(fields[11]) + int(fields[12]))
+        except (OSError, IndexError):
+            pass
+    return ticks
+
+busy0, procs0 = machine_cpu(), per_process()
 time.sleep(0.5)
 background = (machine_cpu() - busy0) / 0.5 / os.cpu_count() * 100
+procs1 = per_process()
+# Who was busy, for the warning: the three largest, in % of one core.
+busiest = sorted(((t - procs0[p][1], n) for p, (n, t) in procs1.items() if p in procs0), reverse=True)[:3]
+busiest = ",".join(f"{n.replace(' ', '_')}:{t / tick / 0.5 * 100:.0f}%" for t, n in busiest if t > 0) or "-"
 base = arrived()
 cpu0 = (machine_cpu(), process_cpu(sink_pid), process_cpu(server_pid) if server_pid else 0.0)
 start = time.monotonic()
@@ -121,7 +138,7 @@ sink_s = process_cpu(sink_pid) - cpu0[1]
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 source_cpu = usage.ru_utime + usage.ru_stime
 server_s = process_cpu(server_pid) - cpu0[2] if server_pid else all_s - source_cpu - sink_s
-print(f"{status} {seconds:.3f} {got} {source_s:.3f} {all_s:.2f} {source_cpu:.2f} {sink_s:.2f} {server_s:.2f} {background:.0f}")
+print(f"{status} {seconds:.3f} {got} {source_s:.3f} {all_s:.2f} {source_cpu:.2f} {sink_s:.2f} {server_s:.2f} {background:.0f} {busiest}")
 PY
 
 # Messages the target still has queued (ceiling: none).
@@ -171,7 +188,7 @@ for size in "${sizes[@]}"; do
                 postfix) port=$pf_port server=0 ;;
                 mailgw) port=$mg_port server=$mg_pid ;;
             esac
-            read -r status seconds got source_s cpu_all cpu_source cpu_sink cpu_server background < <(
+            read -r status seconds got source_s cpu_all cpu_source cpu_sink cpu_server background busiest < <(
                 python3 "$work/measure.py" "$work/sink.out" "$n" "$timeout" "$sink_pid" "$server" \
                     "$work/source.err" "${load[@]}" "127.0.0.1:$port")
             read -r left drain_s < <(drain "$target")
@@ -181,7 +198,7 @@ for size in "${sizes[@]}"; do
             echo "$size $target $run $status $seconds $got $source_s $cpu_all $cpu_source $cpu_sink $cpu_server $left $drain_s $n $background" >>"$results"
             printf '    run %s %-8s %-13s %8s s  %6s/%s arrived  source done %8s s  queue left %s (%s s)  machine busy before: %s %%\n' \
                 "$run" "$target" "$status" "$seconds" "$got" "$n" "$source_s" "$left" "$drain_s" "$background"
-            ((background < 10)) || echo "    warning: the machine was $background % busy before this run: figures are not clean" >&2
+            ((background < 10)) || echo "    warning: the machine was $background % busy before this run ($busiest): figures are not clean" >&2
             if [[ $status != ok ]]; then
                 [[ $status == source-failed ]] && tail -5 "$work/source.err" >&2
                 echo "    $target: $status; stopped, skipped from now on" >&2
