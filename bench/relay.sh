@@ -50,13 +50,13 @@ start_mailgw
 # smtp-source with the options given, waits until the sink has counted
 # EXPECTED more messages or TIMEOUT seconds have passed, and prints `status
 # seconds arrived source_seconds cpu_all cpu_source cpu_sink cpu_server
-# background busiest`: status `ok`, `timeout` or `source-failed`; seconds from the
-# start to the last arrival; source_seconds until smtp-source was done (its
-# accept time); CPU seconds of the whole machine, of smtp-source, of the sink
-# and of the server (mailgw's process when SERVER_PID is not 0, otherwise
-# what is left of the machine's: Postfix's processes, and any noise); the
-# percentage of the machine's CPU busy before the run (other work) and the
-# processes busiest then.
+# background busiest`: status `ok`, `timeout` or `source-failed`; seconds
+# from the start to the last arrival; source_seconds until smtp-source was
+# done (its accept time), or `killed` at a timeout; CPU seconds of the whole
+# machine, of smtp-source, of the sink and of the server (mailgw's process
+# when SERVER_PID is not 0, otherwise what is left of the machine's:
+# Postfix's processes, and any noise); the percentage of the machine's CPU
+# busy before the run (other work) and the processes busiest then.
 cat >"$work/measure.py" <<'PY'
 import os, re, resource, subprocess, sys, time
 
@@ -132,13 +132,14 @@ if source_s is None:
     except subprocess.TimeoutExpired:
         source.kill()
         source.wait()
-        source_s = float("nan")
+        source_s = None
 all_s = machine_cpu() - cpu0[0]
 sink_s = process_cpu(sink_pid) - cpu0[1]
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 source_cpu = usage.ru_utime + usage.ru_stime
 server_s = process_cpu(server_pid) - cpu0[2] if server_pid else all_s - source_cpu - sink_s
-print(f"{status} {seconds:.3f} {got} {source_s:.3f} {all_s:.2f} {source_cpu:.2f} {sink_s:.2f} {server_s:.2f} {background:.0f} {busiest}")
+source_s = "killed" if source_s is None else f"{source_s:.3f}"
+print(f"{status} {seconds:.3f} {got} {source_s} {all_s:.2f} {source_cpu:.2f} {sink_s:.2f} {server_s:.2f} {background:.0f} {busiest}")
 PY
 
 # Messages the target still has queued (ceiling: none).
@@ -252,7 +253,7 @@ for size in order:
         ok = [r for r in runs if r[3] == "ok"]
         if not ok:
             worst = runs[0] if runs else None
-            note = f"{worst[3].upper()} after {float(worst[4]):.0f} s: {worst[5]}/{n} arrived" if worst else "not run"
+            note = f"{worst[3].upper()} after {float(worst[4]):.1f} s: {worst[5]}/{n} arrived" if worst else "not run"
             print(f"{target:10} {0:>8} {note}")
             continue
         seconds[target] = med([float(r[4]) for r in ok])
