@@ -15,35 +15,18 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bench=smtp.sh
+# shellcheck source=SCRIPTDIR/lib.sh
+. "$root/bench/lib.sh"
 messages=${MESSAGES:-20000}
 sessions=${SESSIONS:-20}
 size=${SIZE:-4096}
 runs=${RUNS:-3}
 latency_messages=$((messages / 10))
-target_dir=${CARGO_TARGET_DIR:-$root/target}
 
 "$root/scripts/ensure-packages" postfix:smtp-source postfix:smtp-sink python3:python3
-export PATH="$PATH:/usr/sbin:/sbin"
+bench_work smtp
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/mailgw-smtp-bench.XXXXXX")
-chmod 755 "$work"
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    postfix -c "$work/postfix/etc" stop >/dev/null 2>&1 || true
-    if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$work"; else echo "smtp.sh: kept $work" >&2; fi
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 100); do
-        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "smtp.sh: nothing listens on port $1" >&2
-    return 1
-}
 # Seconds for one smtp-source run against PORT with extra smtp-source options.
 timed_source() {
     local port=$1; shift
@@ -54,73 +37,12 @@ subprocess.run(["smtp-source", *sys.argv[1:]], check=True, stdout=subprocess.DEV
 print(f"{time.monotonic() - start:.3f}")
 PY
 }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 echo "==> building mailgw (release)"
-cargo build --release -q -p mailgw-runtime --bin mailgw --manifest-path "$root/Cargo.toml"
-
-sink_port=$(free_port)
-smtp-sink -u postfix "127.0.0.1:$sink_port" 1000 >/dev/null 2>&1 &
-pids+=($!)
-wait_port "$sink_port"
-
-# Postfix: a private instance on loopback, relaying everything to the sink.
-pf_port=$(free_port)
-pf=$work/postfix
-mkdir -p "$pf/etc" "$pf/spool" "$pf/data"
-chown postfix "$pf/data"
-cp /etc/postfix/master.cf "$pf/etc/master.cf"
-sed -i "s/^smtp      inet  n       -       y       -       -       smtpd/127.0.0.1:$pf_port inet n - n - - smtpd/" "$pf/etc/master.cf"
-grep -q "^127.0.0.1:$pf_port inet" "$pf/etc/master.cf" || { echo "smtp.sh: could not set Postfix's smtpd port" >&2; exit 1; }
-cat >"$pf/etc/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $pf/spool
-data_directory = $pf/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-myhostname = bench.example
-mydestination =
-alias_maps =
-alias_database =
-relayhost = [127.0.0.1]:$sink_port
-smtp_dns_support_level = disabled
-mynetworks = 127.0.0.0/8
-smtpd_relay_restrictions = permit_mynetworks, reject
-default_process_limit = 100
-maillog_file = $pf/maillog
-maillog_file_prefixes = $work
-EOF
-touch -d '1 minute ago' "$pf/etc/main.cf"
-postfix -c "$pf/etc" set-permissions >/dev/null 2>&1 || true
-postfix -c "$pf/etc" start >/dev/null 2>&1 || { cat "$pf/maillog" >&2 2>/dev/null; echo "smtp.sh: Postfix did not start" >&2; exit 1; }
-wait_port "$pf_port"
-
-# mailgw: the equivalent configuration.
-mg_port=$(free_port)
-cat >"$work/bench.mailgw" <<EOF
-gateway { hostname "bench.example"; postmaster "postmaster@bench.example" }
-listener "mx" {
-    protocol smtp
-    bind     127.0.0.1:$mg_port
-    tls      none
-    auth     off
-    max-connections 2000
-    max-per-client  2000
-}
-connector "sink" {
-    address-space "*" cost 1
-    deliver smarthost 127.0.0.1:$sink_port tls none
-}
-relay { allow from 127.0.0.0/8; deny all }
-queue { spool "${SPOOL:-$work/mailgw-spool}" }
-log { level warn }
-EOF
-"$target_dir/release/mailgw" run "$work/bench.mailgw" 2>"$work/mailgw.log" &
-mg_pid=$!
-pids+=("$mg_pid")
-wait_port "$mg_port"
+bench_build
+start_sink
+start_postfix
+start_mailgw
 
 load=(-s "$sessions" -m "$messages" -l "$size" -f sender@client.example -t rcpt@remote.example)
 one=(-s 1 -m "$latency_messages" -l "$size" -f sender@client.example -t rcpt@remote.example)
