@@ -52,6 +52,9 @@ async fn body_of(spool: &Spool, id: &MessageId) -> Vec<u8> {
     let mut out = Vec::new();
     r.read_to_end(&mut out).await.expect("read body");
     assert_eq!(out.len() as u64, len);
+    // The queue manager's way in: the same bytes at once.
+    let loaded = spool.load(id).await.expect("load");
+    assert_eq!(spool.read(&loaded).await.expect("read"), out);
     out
 }
 

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use mailgw_plan::Plan;
-use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -19,7 +18,7 @@ use super::route::{self, Decision, Way};
 use super::schedule::Schedule;
 use super::Limits;
 use crate::delivery::{self, Client, Outcome, Report, Status};
-use crate::spool::{Envelope, MessageId, QueuedMessage, RecipientState, Spool, SpoolError};
+use crate::spool::{MessageId, QueuedMessage, RecipientState, Spool, SpoolError};
 
 /// Where the current plan comes from (it changes at a reload).
 pub type PlanSource = Arc<dyn Fn() -> Arc<Plan> + Send + Sync>;
@@ -136,7 +135,7 @@ pub async fn run(shared: Arc<Shared>, id: MessageId) -> End {
         .filter(|(_, r)| !r.state.is_final())
         .map(|(i, _)| i)
         .collect();
-    let body = match read_body(&shared.spool, &id).await {
+    let body = match shared.spool.read(&message).await {
         Ok(b) => b,
         Err(SpoolError::NotFound(_)) => return End::Gone,
         Err(e) => {
@@ -156,7 +155,7 @@ pub async fn run(shared: Arc<Shared>, id: MessageId) -> End {
                 reason: format!("delivery time expired{last}"),
                 reply: None,
             });
-            record(&shared.spool, &id, envelope, i, &outcome).await;
+            log_outcome(&id, &envelope.recipients[i].address, &outcome);
             events.push(Event::new(i, outcome, None));
         }
         return finish(&shared, &plan, &message, &body, events, &schedule).await;
@@ -171,7 +170,7 @@ pub async fn run(shared: Arc<Shared>, id: MessageId) -> End {
                     reason,
                     reply: None,
                 });
-                record(&shared.spool, &id, envelope, i, &outcome).await;
+                log_outcome(&id, &recipient.address, &outcome);
                 events.push(Event::new(i, outcome, None));
             }
             Decision::Deliver { way, direction } => {
@@ -202,13 +201,17 @@ pub async fn run(shared: Arc<Shared>, id: MessageId) -> End {
     let body = Arc::new(body);
     let message = Arc::new(message);
     let mut tasks = JoinSet::new();
+    let running = Arc::new(AtomicUsize::new(batches.len()));
     for batch in batches.into_values() {
         let shared = Arc::clone(&shared);
         let plan = Arc::clone(&plan);
         let client = client.clone();
         let body = Arc::clone(&body);
         let message = Arc::clone(&message);
-        tasks.spawn(async move { send(&shared, &plan, &client, &message, &body, batch).await });
+        let running = Arc::clone(&running);
+        tasks.spawn(async move {
+            send(&shared, &plan, &client, &message, &body, batch, &running).await
+        });
     }
     while let Some(done) = tasks.join_next().await {
         match done {
@@ -220,6 +223,9 @@ pub async fn run(shared: Arc<Shared>, id: MessageId) -> End {
 }
 
 /// Sends one batch: the hops of its way in turn, until one is reached.
+/// While other batches of the message are still running (`running`
+/// counts them), the outcomes are recorded at once, so a crash meanwhile
+/// never sends them again; the last batch leaves that to [`finish`].
 async fn send(
     shared: &Shared,
     plan: &Plan,
@@ -227,6 +233,7 @@ async fn send(
     message: &QueuedMessage,
     body: &[u8],
     batch: Batch,
+    running: &AtomicUsize,
 ) -> Vec<Event> {
     let envelope = &message.envelope;
     let content = match content::render(plan, batch.content, message, body) {
@@ -286,43 +293,47 @@ async fn send(
     let Some(report) = report else {
         return Vec::new();
     };
+    let others_running = running.fetch_sub(1, Ordering::AcqRel) > 1;
     let remote = report.remote.as_ref().map(|r| r.name.clone());
     let mut events = Vec::with_capacity(batch.indices.len());
     for (&i, outcome) in batch.indices.iter().zip(report.outcomes) {
-        record(&shared.spool, &message.id, envelope, i, &outcome).await;
+        log_outcome(&message.id, &envelope.recipients[i].address, &outcome);
         let mut event = Event::new(i, outcome, remote.clone());
+        if others_running {
+            record(&shared.spool, &message.id, i, &event.outcome).await;
+            event.recorded = true;
+        }
         event.relayed = !matches!(batch.way, Way::Backend { .. });
         events.push(event);
     }
     events
 }
 
-/// Records one recipient's outcome in the spool and the log.
-async fn record(
-    spool: &Spool,
-    id: &MessageId,
-    envelope: &Envelope,
-    index: usize,
-    outcome: &Outcome,
-) {
-    let address = &envelope.recipients[index].address;
-    let state = match outcome {
+/// Logs one recipient's outcome.
+fn log_outcome(id: &MessageId, address: &str, outcome: &Outcome) {
+    match outcome {
         Outcome::Delivered { reply } => {
             tracing::info!(queue_id = %id, rcpt = %address, %reply, "delivered");
-            RecipientState::Delivered
         }
         Outcome::Deferred(f) => {
             tracing::info!(queue_id = %id, rcpt = %address, status = %f.status, reason = %f.reason, "deferred");
-            RecipientState::Deferred(format!("{} {}", f.status, f.reason))
         }
         Outcome::Failed(f) => {
             tracing::info!(queue_id = %id, rcpt = %address, status = %f.status, reason = %f.reason, "failed");
-            RecipientState::Failed(format!("{} {}", f.status, f.reason))
         }
+    }
+}
+
+/// Records one recipient's outcome in the spool; durable when this returns.
+async fn record(spool: &Spool, id: &MessageId, index: usize, outcome: &Outcome) {
+    let state = match outcome {
+        Outcome::Delivered { .. } => RecipientState::Delivered,
+        Outcome::Deferred(f) => RecipientState::Deferred(format!("{} {}", f.status, f.reason)),
+        Outcome::Failed(f) => RecipientState::Failed(format!("{} {}", f.status, f.reason)),
     };
     let index = u32::try_from(index).unwrap_or(u32::MAX);
     if let Err(e) = spool.mark(id, index, state).await {
-        tracing::error!(queue_id = %id, rcpt = %address, error = %e, "cannot record the outcome");
+        tracing::error!(queue_id = %id, recipient = index, error = %e, "cannot record the outcome");
     }
 }
 
@@ -350,13 +361,23 @@ async fn finish(
     let warn = !message.warned
         && schedule.warn_due(envelope.received_at, now)
         && envelope.recipients.iter().any(|r| !r.state.is_final());
+    // The DSN is queued (durably) before the outcomes it reports are
+    // recorded: a crash in between repeats the report, never loses it.
     let sent = notify::send(&shared.spool, plan, message, body, &events, warn, schedule).await;
-    if warn && sent.warned {
-        if let Err(e) = shared.spool.warned(id).await {
-            tracing::error!(queue_id = %id, error = %e, "cannot record the delay warning");
+    let done = envelope.recipients.iter().all(|r| r.state.is_final());
+    if !done {
+        for e in events.iter().filter(|e| !e.recorded) {
+            record(&shared.spool, id, e.index, &e.outcome).await;
+        }
+        if warn && sent.warned {
+            if let Err(e) = shared.spool.warned(id).await {
+                tracing::error!(queue_id = %id, error = %e, "cannot record the delay warning");
+            }
         }
     }
-    if envelope.recipients.iter().all(|r| r.state.is_final()) {
+    // Removal is the durable record of the outcomes not recorded yet: a
+    // message finished in one attempt never needs a state journal.
+    if done {
         return match shared.spool.remove(id).await {
             Ok(()) => {
                 tracing::info!(queue_id = %id, "removed");
@@ -379,14 +400,4 @@ async fn finish(
             End::Retry(next)
         }
     }
-}
-
-async fn read_body(spool: &Spool, id: &MessageId) -> Result<Vec<u8>, SpoolError> {
-    let (mut reader, len) = spool.body(id).await?;
-    let mut body = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-    reader
-        .read_to_end(&mut body)
-        .await
-        .map_err(|e| SpoolError::io("read", std::path::Path::new(id.as_str()), e))?;
-    Ok(body)
 }

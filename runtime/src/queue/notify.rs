@@ -28,6 +28,8 @@ pub struct Event {
     pub remote: Option<String>,
     /// Whether the message went on to another MTA (not a backend).
     pub relayed: bool,
+    /// Whether the outcome is already recorded in the spool.
+    pub recorded: bool,
 }
 
 impl Event {
@@ -38,6 +40,7 @@ impl Event {
             outcome,
             remote,
             relayed: false,
+            recorded: false,
         }
     }
 }

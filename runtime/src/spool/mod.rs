@@ -376,6 +376,31 @@ impl Spool {
         .await
     }
 
+    /// The bytes of `message` (as [`Spool::load`] or [`Spool::list`] gave
+    /// it), read at once: what the queue manager delivers.
+    pub async fn read(&self, message: &QueuedMessage) -> Result<Vec<u8>, SpoolError> {
+        let id = message.id.clone();
+        let loc = lock(&self.inner.index).messages.get(&id).copied();
+        let (path, start) = match loc {
+            Some(loc) => (seg_path(&self.inner.queue, loc.segment), loc.offset),
+            None => (msg_path(&self.inner.queue, &id), 0),
+        };
+        let len = usize::try_from(message.envelope.size)
+            .map_err(|_| SpoolError::Corrupt(id.clone(), "size does not fit in memory".into()))?;
+        spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let file = File::open(&path).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => SpoolError::NotFound(id.clone()),
+                _ => SpoolError::io("open", &path, e),
+            })?;
+            let mut bytes = vec![0; len];
+            file.read_exact_at(&mut bytes, start + HEADER_LEN)
+                .map_err(|e| SpoolError::io("read", &path, e))?;
+            Ok(bytes)
+        })
+        .await
+    }
+
     /// The message bytes of a queued message, for delivery, with their
     /// length. The reader yields exactly the bytes written.
     pub async fn body(
