@@ -557,3 +557,33 @@ async fn a_failed_opportunistic_handshake_retries_in_clear_text_but_require_defe
     assert_eq!(f.status, Status::new(4, 7, 5), "{}", f.reason);
     assert_eq!(seen.lock().expect("lock").verbs(), ["EHLO", "STARTTLS"]);
 }
+
+#[tokio::test]
+async fn a_connection_is_reused_for_the_next_message_then_closed_when_idle() {
+    let (script, pem) = tls_script();
+    let (port, seen) = peer::spawn(script).await;
+    let ca = ca_file(&pem);
+    let hop = NextHop::Smtp(hop(port, TlsPolicy::Require, Some(&ca)));
+    let client = client().reusing_connections();
+    for rcpt in ["a@x.test", "b@x.test"] {
+        let report = client.deliver(&hop, &envelope(&[rcpt]), MESSAGE).await;
+        assert!(
+            matches!(report.outcomes[..], [Outcome::Delivered { .. }]),
+            "{report:?}"
+        );
+    }
+    let verbs = seen.lock().expect("lock").clone().verbs();
+    assert_eq!(
+        verbs,
+        ["EHLO", "STARTTLS", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA"],
+        "one connection, one TLS handshake, checked with RSET before reuse"
+    );
+    // Unused for two seconds, it is closed politely.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.verbs().last().map(String::as_str), Some("QUIT"));
+    assert!(
+        seen.commands.iter().skip(2).all(|(tls, _)| *tls),
+        "{seen:?}"
+    );
+}

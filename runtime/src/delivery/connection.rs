@@ -60,6 +60,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// The same connection over a boxed stream (for the cache).
+    pub(crate) fn boxed(self) -> Connection<Box<dyn super::cache::Stream>>
+    where
+        S: Send + 'static,
+    {
+        Connection {
+            stream: Box::new(self.stream),
+            buf: self.buf,
+            host: self.host,
+        }
+    }
+
     /// The stream for a TLS handshake. Whatever the peer sent after its
     /// `220` to `STARTTLS` came in clear text and is dropped unread.
     pub(crate) fn into_inner(self) -> S {

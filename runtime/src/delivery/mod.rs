@@ -43,6 +43,7 @@
 //! # }
 //! ```
 
+mod cache;
 mod capabilities;
 mod connection;
 mod data;
@@ -57,6 +58,7 @@ mod tls;
 mod transaction;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mailgw_plan::{EndpointTls, Plan, TlsPolicy};
@@ -68,6 +70,7 @@ pub use mx::Resolver;
 pub use outcome::{Failure, Outcome, RemoteMta, Report};
 pub use reply::{Reply, Status};
 
+use cache::Cache;
 use connection::ConnError;
 use session::{Attempt, Peer, Protocol, TlsMode};
 
@@ -108,6 +111,9 @@ pub struct Client {
     helo: String,
     resolver: Resolver,
     timeouts: Timeouts,
+    /// Connections kept between messages, shared by the clones; `None`:
+    /// a connection per delivery.
+    cache: Option<Arc<Cache>>,
 }
 
 impl Client {
@@ -118,7 +124,17 @@ impl Client {
             &plan.gateway.hostname,
             Resolver::new(&plan.dns)?,
             Timeouts::default(),
-        ))
+        )
+        .reusing_connections())
+    }
+
+    /// The same client, keeping each connection whose transaction ended
+    /// cleanly open for up to two seconds for the next message to the same
+    /// host (checked with `RSET`, closed with `QUIT` when unused), as
+    /// Postfix's connection cache does. [`Client::new`] does this.
+    pub fn reusing_connections(mut self) -> Client {
+        self.cache = Some(Arc::default());
+        self
     }
 
     /// A client from its parts.
@@ -127,6 +143,7 @@ impl Client {
             helo: helo.to_owned(),
             resolver,
             timeouts,
+            cache: None,
         }
     }
 
@@ -302,6 +319,13 @@ impl Client {
         message: &[u8],
     ) -> Result<Attempt, Outcome> {
         let host = peer.host;
+        let key = cache_key(addr, peer);
+        let keep = self.cache.as_ref().map(|cache| (cache, key.as_str()));
+        if let Some(idle) = keep.and_then(|(cache, key)| cache.take(key)) {
+            if let Some(attempt) = session::reuse(idle, peer, envelope, message, keep).await {
+                return Ok(attempt);
+            }
+        }
         let tcp = match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr)).await
         {
             Ok(Ok(tcp)) => tcp,
@@ -321,7 +345,7 @@ impl Client {
             }
         };
         tracing::debug!(host, %addr, "connected");
-        Ok(session::run(tcp, peer, envelope, message).await)
+        Ok(session::run(tcp, peer, envelope, message, keep).await)
     }
 
     /// The socket addresses of `name`: through the DNS resolver for MX
@@ -378,4 +402,17 @@ impl Hosts<'_> {
             Hosts::Mx { hosts, .. } => hosts,
         }
     }
+}
+
+/// What makes a cached connection usable for another message: the same
+/// address and name, protocol, TLS policy and login.
+fn cache_key(addr: SocketAddr, peer: &Peer<'_>) -> String {
+    let tls = match peer.tls {
+        TlsMode::None => "none",
+        TlsMode::Opportunistic(_) => "opportunistic",
+        TlsMode::Require(_) => "require",
+        TlsMode::Implicit(_) => "implicit",
+    };
+    let user = peer.credentials.map_or("", |c| c.user.as_str());
+    format!("{:?} {addr} {} {tls} {user}", peer.protocol, peer.host)
 }

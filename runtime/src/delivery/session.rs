@@ -7,6 +7,7 @@ use rustls::ClientConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use super::cache::{Cache, Idle, Stream};
 use super::capabilities::Capabilities;
 use super::connection::{ConnError, Connection};
 use super::envelope::Envelope;
@@ -72,7 +73,7 @@ impl<'a> Peer<'a> {
 
 /// Whether the session is encrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Channel {
+pub(crate) enum Channel {
     /// Clear text.
     Clear,
     /// TLS, implicit or after STARTTLS.
@@ -93,12 +94,64 @@ pub(crate) enum Attempt {
     Done(Vec<Outcome>),
 }
 
+/// Where a connection goes after a clean transaction: the cache and the
+/// host's key in it (`None`: it is closed with `QUIT`).
+pub(crate) type Keep<'a> = Option<(&'a Arc<Cache>, &'a str)>;
+
+/// Runs the transaction on a cached connection, after an `RSET` shows it
+/// is still alive; `None` when it is not (the caller connects anew).
+pub(crate) async fn reuse(
+    mut idle: Idle,
+    peer: &Peer<'_>,
+    envelope: &Envelope,
+    message: &[u8],
+    keep: Keep<'_>,
+) -> Option<Attempt> {
+    let t = peer.timeouts.command;
+    let alive = match idle.conn.send(b"RSET\r\n", t, "sending RSET").await {
+        Ok(()) => matches!(idle.conn.reply(t, "after RSET").await, Ok(r) if r.code == 250),
+        Err(_) => false,
+    };
+    if !alive {
+        tracing::debug!(host = peer.host, "cached connection gone; connecting anew");
+        return None;
+    }
+    tracing::debug!(host = peer.host, "reusing a connection");
+    let outcomes =
+        transaction::transaction(&mut idle.conn, peer, &idle.caps, envelope, message).await;
+    release(idle.conn, peer, &idle.caps, idle.channel, &outcomes, keep).await;
+    Some(Attempt::Done(outcomes))
+}
+
+/// After a transaction: keeps the connection when every recipient got an
+/// answer from the host (the session is in a known state), else `QUIT`.
+async fn release<S: Stream + 'static>(
+    mut conn: Connection<S>,
+    peer: &Peer<'_>,
+    caps: &Capabilities,
+    channel: Channel,
+    outcomes: &[Outcome],
+    keep: Keep<'_>,
+) {
+    let answered = outcomes.iter().all(|o| match o {
+        Outcome::Delivered { .. } => true,
+        Outcome::Deferred(f) | Outcome::Failed(f) => f.reply.is_some(),
+    });
+    match keep {
+        Some((cache, key)) if answered => {
+            cache.put(key, Idle::new(conn.boxed(), caps.clone(), channel));
+        }
+        _ => quit(&mut conn, peer).await,
+    }
+}
+
 /// Runs a conversation over a connected socket.
 pub(crate) async fn run(
     tcp: TcpStream,
     peer: &Peer<'_>,
     envelope: &Envelope,
     message: &[u8],
+    keep: Keep<'_>,
 ) -> Attempt {
     match &peer.tls {
         TlsMode::Implicit(config) => match tls::handshake(config.clone(), peer.host, tcp).await {
@@ -106,7 +159,8 @@ pub(crate) async fn run(
                 let mut conn = Connection::new(stream, peer.host);
                 match open(&mut conn, peer).await {
                     Ok(caps) => {
-                        authenticated(conn, peer, &caps, Channel::Tls, envelope, message).await
+                        authenticated(conn, peer, &caps, Channel::Tls, envelope, message, keep)
+                            .await
                     }
                     Err(attempt) => attempt,
                 }
@@ -121,11 +175,12 @@ pub(crate) async fn run(
             };
             match starttls(conn, peer, &caps).await {
                 Upgrade::Plain(conn) => {
-                    authenticated(conn, peer, &caps, Channel::Clear, envelope, message).await
+                    authenticated(conn, peer, &caps, Channel::Clear, envelope, message, keep).await
                 }
                 Upgrade::Tls(mut conn) => match hello(&mut conn, peer).await {
                     Ok(caps) => {
-                        authenticated(*conn, peer, &caps, Channel::Tls, envelope, message).await
+                        authenticated(*conn, peer, &caps, Channel::Tls, envelope, message, keep)
+                            .await
                     }
                     Err(attempt) => attempt,
                 },
@@ -300,13 +355,14 @@ async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Logs in when there are credentials, then runs the transaction.
-async fn authenticated<S: AsyncRead + AsyncWrite + Unpin>(
+async fn authenticated<S: Stream + 'static>(
     mut conn: Connection<S>,
     peer: &Peer<'_>,
     caps: &Capabilities,
     channel: Channel,
     envelope: &Envelope,
     message: &[u8],
+    keep: Keep<'_>,
 ) -> Attempt {
     if let Some(credentials) = peer.credentials {
         if channel == Channel::Clear {
@@ -325,7 +381,7 @@ async fn authenticated<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
     let outcomes = transaction::transaction(&mut conn, peer, caps, envelope, message).await;
-    quit(&mut conn, peer).await;
+    release(conn, peer, caps, channel, &outcomes, keep).await;
     Attempt::Done(outcomes)
 }
 
