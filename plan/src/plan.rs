@@ -141,6 +141,17 @@ pub enum Verify {
 }
 
 impl Plan {
+    /// The postmaster's address: `gateway { postmaster }`, else postmaster
+    /// at the first local domain, else at the gateway's host name. DSNs
+    /// and journal reports come from it; `RCPT TO:<Postmaster>` goes to it.
+    pub fn postmaster(&self) -> String {
+        match (&self.gateway.postmaster, self.domains.first()) {
+            (Some(address), _) => address.clone(),
+            (None, Some(domain)) => format!("postmaster@{}", domain.name),
+            (None, None) => format!("postmaster@{}", self.gateway.hostname),
+        }
+    }
+
     /// An empty plan for `hostname`: no listeners, recipients or rules, and
     /// default settings elsewhere. The compiler fills it in.
     pub fn empty(hostname: impl Into<String>) -> Plan {
@@ -168,5 +179,23 @@ impl Plan {
             dns: Dns::default(),
             sources: SourceMap::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_postmaster_is_configured_or_at_the_first_local_domain_or_the_host() {
+        let mut plan = Plan::empty("gw.example.com");
+        assert_eq!(plan.postmaster(), "postmaster@gw.example.com");
+        plan.domains.push(LocalDomain {
+            name: "example.com".into(),
+            source: SourceRef::new(0, 1),
+        });
+        assert_eq!(plan.postmaster(), "postmaster@example.com");
+        plan.gateway.postmaster = Some("hostmaster@example.com".into());
+        assert_eq!(plan.postmaster(), "hostmaster@example.com");
     }
 }

@@ -68,11 +68,7 @@ pub fn render(
         }
         Content::Journal => {
             let hostname = plan.gateway.hostname.as_str();
-            let postmaster = plan
-                .gateway
-                .postmaster
-                .clone()
-                .unwrap_or_else(|| format!("postmaster@{hostname}"));
+            let postmaster = plan.postmaster();
             let envelope = &message.envelope;
             let recipients: Vec<String> = envelope
                 .recipients

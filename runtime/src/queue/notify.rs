@@ -154,11 +154,7 @@ pub async fn send(
         None => Returned::Headers,
     };
     let hostname = plan.gateway.hostname.as_str();
-    let postmaster = plan
-        .gateway
-        .postmaster
-        .clone()
-        .unwrap_or_else(|| format!("postmaster@{hostname}"));
+    let postmaster = plan.postmaster();
     let received_from = format!("dns; {} ([{}])", envelope.helo, envelope.client_ip);
     let id = message.id.to_string();
     let report = dsn::build(

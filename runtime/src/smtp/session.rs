@@ -931,16 +931,7 @@ impl Session {
     /// The gateway's postmaster, for `RCPT TO:<Postmaster>`: the plan's
     /// postmaster address, else postmaster at the first local domain.
     fn postmaster(&self) -> Option<Address> {
-        let configured = self
-            .plan
-            .gateway
-            .postmaster
-            .as_deref()
-            .and_then(|p| parse_mailbox(p).ok());
-        configured.or_else(|| {
-            let domain = self.plan.domains.first()?;
-            parse_mailbox(&format!("postmaster@{}", domain.name)).ok()
-        })
+        parse_mailbox(&self.plan.postmaster()).ok()
     }
 
     /// The plan's decision on one recipient: relay check, then resolution.
