@@ -853,3 +853,57 @@ fn the_queue_admin_works_on_the_running_gateway() {
     let missing = admin(&gw, &["show", &id]);
     assert_eq!(missing.status.code(), Some(1));
 }
+
+#[test]
+fn success_is_relayed_only_by_a_next_hop_without_dsn() {
+    let Some(b) = Backends::start() else { return };
+    let (Some(with_dsn), Some(without)) = (SmtpSink::start(&[]), SmtpSink::start(&["-e"])) else {
+        return;
+    };
+    let connectors = format!(
+        "connector \"dsn\" {{ address-space \"dsn.test\" cost 1; deliver smarthost 127.0.0.1:{} tls none }}\n\
+         connector \"plain\" {{ address-space \"plain.test\" cost 1; deliver smarthost 127.0.0.1:{} tls none }}",
+        with_dsn.port, without.port
+    );
+    let smtp = free_port();
+    let gw = start(&b.config(smtp, &connectors, ""), smtp);
+    let notify = ["", "NOTIFY=SUCCESS"];
+    send_from(
+        "127.0.0.1",
+        smtp,
+        "alice@example.test",
+        "x@dsn.test",
+        "onward",
+        notify,
+    );
+    send_from(
+        "127.0.0.1",
+        smtp,
+        "alice@example.test",
+        "y@plain.test",
+        "relayed",
+        notify,
+    );
+    wait_for(20, "both delivered and the report", &gw, || {
+        gw.queued().is_empty() && !reports(&b.mbx1.messages("alice")).is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(with_dsn.dumps(1).len(), 1);
+    assert!(
+        with_dsn.dumps(1)[0].rcpt_args[0].contains("NOTIFY=SUCCESS"),
+        "NOTIFY went on to the hop that offers DSN"
+    );
+    assert_eq!(without.dumps(1).len(), 1);
+    let alice = b.mbx1.messages("alice");
+    let dsns: Vec<serde_json::Value> = reports(&alice).into_iter().map(|m| parse_dsn(m)).collect();
+    assert_eq!(
+        dsns.len(),
+        1,
+        "only the hop without DSN is reported from here"
+    );
+    assert_eq!(dsns[0]["per_recipient"][0]["Action"], "relayed");
+    assert_eq!(
+        dsns[0]["per_recipient"][0]["Final-Recipient"],
+        "rfc822; y@plain.test"
+    );
+}

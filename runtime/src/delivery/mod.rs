@@ -166,6 +166,7 @@ impl Client {
         let all = |outcome: Outcome| Report {
             remote: None,
             outcomes: vec![outcome; envelope.recipients.len()],
+            dsn: false,
         };
         if envelope.recipients.is_empty() {
             return all(Outcome::deferred(Status::new(4, 0, 0), "no recipients"));
@@ -266,6 +267,7 @@ impl Client {
                     return Report {
                         remote: None,
                         outcomes: vec![outcome; n],
+                        dsn: false,
                     };
                 }
                 last = Some(Outcome::deferred(
@@ -289,9 +291,13 @@ impl Client {
                     };
                 }
                 match attempt {
-                    Ok(Attempt::Done(outcomes)) => {
+                    Ok(Attempt::Done(outcomes, dsn)) => {
                         let remote = Some(remote_mta(name, addr));
-                        return Report { remote, outcomes };
+                        return Report {
+                            remote,
+                            outcomes,
+                            dsn,
+                        };
                     }
                     Ok(Attempt::NextHost(outcome) | Attempt::PlainRetry(outcome)) => {
                         remote = Some(remote_mta(name, addr));
@@ -306,6 +312,7 @@ impl Client {
         Report {
             remote,
             outcomes: vec![outcome; n],
+            dsn: false,
         }
     }
 

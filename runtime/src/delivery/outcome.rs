@@ -14,6 +14,10 @@ pub struct Report {
     pub remote: Option<RemoteMta>,
     /// One outcome per recipient.
     pub outcomes: Vec<Outcome>,
+    /// The host that took the transaction offered `DSN` (RFC 3461): it was
+    /// given `NOTIFY` and reports on delivery itself, so no `relayed`
+    /// notification is due from here.
+    pub dsn: bool,
 }
 
 /// A host that answered.

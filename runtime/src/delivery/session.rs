@@ -90,8 +90,9 @@ pub(crate) enum Attempt {
     /// the mail over a new connection in clear text, as RFC 7435 wants
     /// rather than no delivery; the outcome is the deferral if not.
     PlainRetry(Outcome),
-    /// The transaction ran: one outcome per recipient.
-    Done(Vec<Outcome>),
+    /// The transaction ran: one outcome per recipient, and whether the
+    /// host offered `DSN`.
+    Done(Vec<Outcome>, bool),
 }
 
 /// Where a connection goes after a clean transaction: the cache and the
@@ -120,7 +121,7 @@ pub(crate) async fn reuse(
     let outcomes =
         transaction::transaction(&mut idle.conn, peer, &idle.caps, envelope, message).await;
     release(idle.conn, peer, &idle.caps, idle.channel, &outcomes, keep).await;
-    Some(Attempt::Done(outcomes))
+    Some(Attempt::Done(outcomes, idle.caps.dsn))
 }
 
 /// After a transaction: keeps the connection when every recipient got an
@@ -382,7 +383,7 @@ async fn authenticated<S: Stream + 'static>(
     }
     let outcomes = transaction::transaction(&mut conn, peer, caps, envelope, message).await;
     release(conn, peer, caps, channel, &outcomes, keep).await;
-    Attempt::Done(outcomes)
+    Attempt::Done(outcomes, caps.dsn)
 }
 
 /// `AUTH PLAIN`, or `AUTH LOGIN` when the peer lacks PLAIN. The payloads

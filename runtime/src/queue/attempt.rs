@@ -271,6 +271,7 @@ async fn send(
                         });
                         batch.indices.len()
                     ],
+                    dsn: false,
                 });
                 continue;
             }
@@ -304,6 +305,7 @@ async fn send(
             event.recorded = true;
         }
         event.relayed = !matches!(batch.way, Way::Backend { .. });
+        event.reported_onward = report.dsn;
         events.push(event);
     }
     events

@@ -30,6 +30,9 @@ pub struct Event {
     pub relayed: bool,
     /// Whether the outcome is already recorded in the spool.
     pub recorded: bool,
+    /// Whether the next hop took `NOTIFY` (it offered `DSN`) and reports
+    /// on delivery itself.
+    pub reported_onward: bool,
 }
 
 impl Event {
@@ -41,6 +44,7 @@ impl Event {
             remote,
             relayed: false,
             recorded: false,
+            reported_onward: false,
         }
     }
 }
@@ -97,7 +101,10 @@ pub async fn send(
                         .map_or(f.reason.clone(), ToString::to_string),
                 ),
             ),
-            Outcome::Delivered { reply } if wants.success => (
+            // RFC 3461 6.2.1: a next hop that offered DSN was given NOTIFY
+            // and reports success itself; only a hop without DSN (or the
+            // final delivery to a backend) is reported from here.
+            Outcome::Delivered { reply } if wants.success && !(e.relayed && e.reported_onward) => (
                 if e.relayed {
                     Action::Relayed
                 } else {
