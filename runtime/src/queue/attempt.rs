@@ -388,6 +388,11 @@ async fn finish(
             Err(SpoolError::NotFound(_)) => End::Gone,
             Err(e) => {
                 tracing::error!(queue_id = %id, error = %e, "cannot remove the delivered message");
+                // Without the removal, the outcomes must be recorded, or
+                // the next attempt would send the message again.
+                for e in events.iter().filter(|e| !e.recorded) {
+                    record(&shared.spool, id, e.index, &e.outcome).await;
+                }
                 End::Retry(now + std::time::Duration::from_secs(60))
             }
         };
