@@ -11,7 +11,7 @@ use mailgw_plan::TlsMode;
 
 use super::imap_syntax::{parse, Arg, CommandReader, Read};
 use super::{LoginFailure, LoginRequest, PreLogin, PreLoginLimits, Step, MAX_BAD_COMMANDS};
-use crate::smtp::auth::{decode_base64, decode_plain, SaslError};
+use crate::smtp::auth::{decode_field, decode_plain, SaslError};
 use crate::smtp::Password;
 
 /// Longest command line before login.
@@ -264,14 +264,14 @@ impl ImapSession {
                 Err(SaslError::ForeignAuthzid) => self.failed_now(tag),
                 Err(SaslError::Malformed) => self.bad(&tag, "Invalid base64 data."),
             },
-            Sasl::LoginUser { tag } => match decoded(text) {
+            Sasl::LoginUser { tag } => match decode_field(text).ok() {
                 Some(user) => {
                     self.say("+ UGFzc3dvcmQ6\r\n".to_owned());
                     self.sasl = Some(Sasl::LoginPassword { tag, user });
                 }
                 None => self.bad(&tag, "Invalid base64 data."),
             },
-            Sasl::LoginPassword { tag, user } => match decoded(text) {
+            Sasl::LoginPassword { tag, user } => match decode_field(text).ok() {
                 Some(password) => self.request(tag, user, password, "AUTHENTICATE LOGIN"),
                 None => self.bad(&tag, "Invalid base64 data."),
             },
@@ -298,13 +298,6 @@ impl ImapSession {
         self.login_tag = Some(tag);
         self.login_failed(LoginFailure::Rejected);
     }
-}
-
-/// Base64 text decoded to UTF-8 without NUL, CR or LF.
-fn decoded(text: &str) -> Option<String> {
-    let bytes = decode_base64(text)?;
-    let text = String::from_utf8(bytes).ok()?;
-    (!text.contains(['\0', '\r', '\n'])).then_some(text)
 }
 
 impl PreLogin for ImapSession {

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use mailgw_plan::TlsMode;
 
 use super::{LoginFailure, LoginRequest, PreLogin, PreLoginLimits, Step, MAX_BAD_COMMANDS};
-use crate::smtp::auth::{decode_base64, decode_plain, SaslError};
+use crate::smtp::auth::{decode_field, decode_plain, SaslError};
 use crate::smtp::Password;
 
 /// Longest line before login (RFC 2449 allows 255 octets for a command;
@@ -211,14 +211,14 @@ impl Pop3Session {
                 Err(SaslError::ForeignAuthzid) => self.login_failed(LoginFailure::Rejected),
                 Err(SaslError::Malformed) => self.err("Invalid base64 data."),
             },
-            Sasl::LoginUser => match decoded(text) {
+            Sasl::LoginUser => match decode_field(text).ok() {
                 Some(user) => {
                     self.say("+ UGFzc3dvcmQ6\r\n".to_owned());
                     self.sasl = Some(Sasl::LoginPassword { user });
                 }
                 None => self.err("Invalid base64 data."),
             },
-            Sasl::LoginPassword { user } => match decoded(text) {
+            Sasl::LoginPassword { user } => match decode_field(text).ok() {
                 Some(password) => self.request(user, password, "AUTH LOGIN"),
                 None => self.err("Invalid base64 data."),
             },
@@ -237,13 +237,6 @@ impl Pop3Session {
             method,
         }));
     }
-}
-
-/// Base64 text decoded to UTF-8 without NUL, CR or LF.
-fn decoded(text: &str) -> Option<String> {
-    let bytes = decode_base64(text)?;
-    let text = String::from_utf8(bytes).ok()?;
-    (!text.contains(['\0', '\r', '\n'])).then_some(text)
 }
 
 impl PreLogin for Pop3Session {

@@ -111,6 +111,19 @@ pub fn decode_text(text: &str) -> Result<String, SaslError> {
     String::from_utf8(bytes).map_err(|_| SaslError::Malformed)
 }
 
+/// Decodes one base64 SASL response into a user name or password that can
+/// be written into another protocol's command (the IMAP and POP3 proxy's
+/// backend login): UTF-8 without NUL, CR or LF.
+pub fn decode_field(text: &str) -> Result<String, SaslError> {
+    decode_text(text).and_then(|t| {
+        if t.contains(['\0', '\r', '\n']) {
+            Err(SaslError::Malformed)
+        } else {
+            Ok(t)
+        }
+    })
+}
+
 /// Decodes a PLAIN response: `authzid NUL authcid NUL password`.
 pub fn decode_plain(text: &str) -> Result<Credentials, SaslError> {
     let bytes = decode_base64(text).ok_or(SaslError::Malformed)?;
@@ -151,6 +164,15 @@ mod tests {
         ] {
             assert_eq!(decode_base64(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn fields_refuse_line_breaks_and_nul() {
+        assert_eq!(decode_field(&encode_base64(b"al ice")), Ok("al ice".into()));
+        for bad in [&b"a\r\nb"[..], b"a\nb", b"a\0b", b"\xff"] {
+            assert_eq!(decode_field(&encode_base64(bad)), Err(SaslError::Malformed));
+        }
+        assert_eq!(decode_field("not base64!"), Err(SaslError::Malformed));
     }
 
     #[test]
