@@ -13,7 +13,7 @@ use mailgw_plan::{
 };
 use mailgw_runtime::auth::{Authenticator, Verdict};
 
-use dovecot::{free_port, Dovecot};
+use dovecot::{free_port, test_pki, Dovecot};
 
 /// Passwords that would break a quoted string or inject a command.
 /// Dovecot refuses CR and LF in passwords ("password having illegal
@@ -179,21 +179,6 @@ async fn backend_without_imap_is_unavailable() {
         auth.verify("user", "pw", client()).await,
         Verdict::Unavailable
     );
-}
-
-/// A CA, and a certificate for 127.0.0.1 it signed: (CA PEM, cert PEM,
-/// key PEM).
-fn test_pki() -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .expect("params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("cert");
-    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 #[tokio::test]

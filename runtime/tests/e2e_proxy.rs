@@ -9,7 +9,7 @@ mod harness;
 
 use std::process::Command;
 
-use dovecot::Dovecot;
+use dovecot::{test_pki, Dovecot};
 use harness::{free_port, manifest_dir, Gateway};
 
 /// Passwords: bob's needs literals (quote, backslash, space, non-ASCII).
@@ -48,20 +48,6 @@ fn directory(alice_on: &str) -> String {
         hash(BOB),
         moved = hash(MOVED)
     )
-}
-
-/// A CA, and a certificate for 127.0.0.1 it signed with its key (PEM).
-fn test_pki() -> (String, String, String) {
-    let ca_key = rcgen::KeyPair::generate().expect("key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).expect("CA");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .expect("params")
-        .signed_by(&key, &ca, &ca_key)
-        .expect("cert");
-    (ca.pem(), cert.pem(), key.serialize_pem())
 }
 
 impl Fixture {

@@ -304,3 +304,18 @@ impl Drop for Dovecot {
             .status();
     }
 }
+
+/// A CA, and a certificate for 127.0.0.1 it signed: (CA PEM, certificate
+/// PEM, key PEM), for backends with TLS checked against a CA file.
+pub fn test_pki() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().expect("key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .signed_by(&key, &ca, &ca_key)
+        .expect("cert");
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
