@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Shell helpers shared by the SMTP benchmarks (bench/smtp.sh, bench/relay.sh):
+# Shell helpers shared by the benchmarks (bench/smtp.sh, bench/relay.sh, and
+# the port and median helpers for bench/proxy.sh):
 # a work directory removed on exit, loopback ports, smtp-sink, a private
 # Postfix instance relaying to the sink, and mailgw with the equivalent
 # configuration. Source it after setting `root` (the workspace) and `bench`
@@ -34,7 +35,7 @@ bench_cleanup() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 wait_port() {
-    for _ in $(seq 100); do
+    for _ in $(seq 200); do
         python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
         sleep 0.1
     done

@@ -13,6 +13,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$root/bench/lib.sh"
 runs=${RUNS:-3}
 logins=${LOGINS:-2000}
 noops=${NOOPS:-20000}
@@ -20,7 +22,7 @@ idle=${IDLE:-5000}
 sessions=${SESSIONS:-200}
 fetch_mb=${FETCH_MB:-10}
 users=100
-password=bench-pw
+password="bench-pw"
 
 "$root/scripts/ensure-packages" dovecot-imapd:dovecot nginx-light:nginx libnginx-mod-mail python3:python3
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -31,22 +33,12 @@ chmod 755 "$work"
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+    if [[ -f $work/nginx.pid ]]; then kill "$(cat "$work/nginx.pid")" 2>/dev/null || true; fi
     doveadm -c "$work/dovecot/dovecot.conf" stop >/dev/null 2>&1 || true
     if [[ "${KEEP:-0}" != 1 ]]; then rm -rf "$work"; else echo "proxy.sh: kept $work" >&2; fi
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    for _ in $(seq 200); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "proxy.sh: nothing listens on port $1" >&2
-    return 1
-}
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # CPU ticks (user + system) of the processes PIDS, summed.
 cpu_ticks() { for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat"; done | awk '{s+=$1} END {print s+0}'; }
 # Resident KiB of PIDS, summed.
