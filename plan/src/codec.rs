@@ -10,10 +10,14 @@
 //! ```
 //!
 //! The plan holds no hash map, so the same plan always gives the same bytes.
+//! [`Plan::write`] encodes the body straight into the file and then puts
+//! the header, with the body's length and checksum, in front of it.
 
 use std::fmt;
+use std::io::{self, Cursor, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use crate::chunked::write_body;
 use crate::connector::SenderMatch;
 use crate::plan::Plan;
 use crate::recipient::{Member, Target};
@@ -25,16 +29,16 @@ pub const FORMAT_VERSION: u16 = 2;
 /// Length of the header before the body.
 pub const HEADER_LEN: usize = 8 + 2 + 8 + 4;
 
-/// An encoded plan and its checksum.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Encoded {
-    /// The whole file.
-    pub bytes: Vec<u8>,
+/// What [`Plan::write`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// The length of the whole file.
+    pub len: u64,
     /// CRC-32 of the body, as stored in the header.
     pub checksum: u32,
 }
 
-impl Encoded {
+impl Written {
     /// The checksum as eight lowercase hex digits, as `mailgwc build` prints it.
     pub fn checksum_hex(&self) -> String {
         format!("{:08x}", self.checksum)
@@ -137,34 +141,50 @@ impl std::error::Error for LoadError {
 }
 
 impl Plan {
-    /// Encodes the plan with its header; returns the bytes and checksum.
-    pub fn encode(&self) -> Encoded {
-        // Every plan type is a plain struct or enum with known-length
-        // sequences, which postcard always serializes.
-        // The body is written behind a header whose length and checksum
-        // are filled in afterwards: one buffer, no copy of a large body.
-        let mut bytes = vec![0; HEADER_LEN];
-        bytes[..MAGIC.len()].copy_from_slice(&MAGIC);
-        bytes = postcard::to_extend(self, bytes).expect("plan types always serialize");
-        let body_len = (bytes.len() - HEADER_LEN) as u64;
-        let checksum = crc32fast::hash(&bytes[HEADER_LEN..]);
-        let version_at = MAGIC.len();
-        let len_at = version_at + 2;
-        let checksum_at = len_at + 8;
-        bytes[version_at..len_at].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes[len_at..checksum_at].copy_from_slice(&body_len.to_le_bytes());
-        bytes[checksum_at..HEADER_LEN].copy_from_slice(&checksum.to_le_bytes());
-        Encoded { bytes, checksum }
+    /// Writes the plan file into `out` from where it stands: the body is
+    /// encoded straight into it, then the header is written in front. `out`
+    /// is left after the last byte.
+    pub fn write<W: Write + Seek>(&self, out: W) -> io::Result<Written> {
+        let mut out = out;
+        out.write_all(&[0; HEADER_LEN])?;
+        let mut body = write_body(self, out)?;
+        let mut header = [0; HEADER_LEN];
+        let (magic, rest) = header.split_at_mut(MAGIC.len());
+        let (version, rest) = rest.split_at_mut(2);
+        let (length, checksum) = rest.split_at_mut(8);
+        magic.copy_from_slice(&MAGIC);
+        version.copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        length.copy_from_slice(&body.len.to_le_bytes());
+        checksum.copy_from_slice(&body.checksum.to_le_bytes());
+        let end = body.out.stream_position()?;
+        body.out
+            .seek(SeekFrom::Current(-(HEADER_LEN as i64) - body.len as i64))?;
+        body.out.write_all(&header)?;
+        body.out.seek(SeekFrom::Start(end))?;
+        Ok(Written {
+            len: HEADER_LEN as u64 + body.len,
+            checksum: body.checksum,
+        })
     }
 
     /// The plan file bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.encode().bytes
+        self.encoded().0
     }
 
     /// The body checksum as eight lowercase hex digits.
     pub fn checksum_hex(&self) -> String {
-        self.encode().checksum_hex()
+        self.encoded().1.checksum_hex()
+    }
+
+    /// The plan file in memory.
+    fn encoded(&self) -> (Vec<u8>, Written) {
+        let mut file = Cursor::new(Vec::new());
+        // Every plan type is a plain struct or enum with known-length
+        // sequences, which postcard always serializes, and a vector takes
+        // every write.
+        let written = self.write(&mut file).expect("plans encode into memory");
+        (file.into_inner(), written)
     }
 
     /// Decodes and checks a plan file. Never panics, whatever the input.
@@ -309,12 +329,69 @@ mod tests {
     #[test]
     fn round_trip_and_determinism() {
         let plan = sample_plan();
-        let a = plan.encode();
-        let b = plan.clone().encode();
-        assert_eq!(a, b);
-        assert_eq!(&a.bytes[..8], b"MAILGWPL");
-        assert_eq!(a.checksum_hex().len(), 8);
-        assert_eq!(Plan::from_bytes(&a.bytes).expect("loads"), plan);
+        let a = plan.to_bytes();
+        assert_eq!(a, plan.clone().to_bytes());
+        assert_eq!(&a[..8], b"MAILGWPL");
+        assert_eq!(plan.checksum_hex().len(), 8);
+        assert_eq!(Plan::from_bytes(&a).expect("loads"), plan);
+    }
+
+    #[test]
+    fn writes_in_chunks_behind_its_header() {
+        // Far more than one chunk of body.
+        let mut plan = sample_plan();
+        let mailbox = plan.mailboxes[0].clone();
+        for i in 0..30_000 {
+            plan.mailboxes.push(crate::Mailbox {
+                name: format!("user{i:07}"),
+                ..mailbox.clone()
+            });
+        }
+        let mut file = Cursor::new(b"prefix".to_vec());
+        file.seek(SeekFrom::End(0)).expect("seek");
+        let written = plan.write(&mut file).expect("writes");
+        assert_eq!(
+            file.position(),
+            file.get_ref().len() as u64,
+            "left at the end"
+        );
+        let bytes = &file.get_ref()[6..];
+        assert_eq!(written.len, bytes.len() as u64);
+        assert!(written.len > 256 * 1024);
+        assert_eq!(written.checksum, crc32fast::hash(&bytes[HEADER_LEN..]));
+        assert_eq!(bytes, plan.to_bytes());
+        assert_eq!(Plan::from_bytes(bytes).expect("loads"), plan);
+    }
+
+    #[test]
+    fn write_errors_come_back() {
+        /// Takes `room` bytes, then fails.
+        struct Full {
+            room: usize,
+            at: u64,
+        }
+        impl Write for Full {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                if buf.len() > self.room {
+                    return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+                }
+                self.room -= buf.len();
+                self.at += buf.len() as u64;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        impl Seek for Full {
+            fn seek(&mut self, _: SeekFrom) -> io::Result<u64> {
+                Ok(self.at)
+            }
+        }
+        let error = sample_plan()
+            .write(Full { room: 30, at: 0 })
+            .expect_err("no room");
+        assert_eq!(error.kind(), io::ErrorKind::StorageFull);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod address;
 mod backend;
+mod chunked;
 mod codec;
 mod connector;
 mod inspect;
@@ -38,7 +39,7 @@ mod testutil;
 
 pub use address::{normalize_domain, parse_mailbox, parse_path, Address, AddressError, Domain};
 pub use backend::{Backend, Endpoint, EndpointTls};
-pub use codec::{Encoded, LoadError, FORMAT_VERSION, HEADER_LEN, MAGIC};
+pub use codec::{LoadError, Written, FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use connector::{AddressSpace, Connector, Deliver, SenderMatch, TlsPolicy};
 pub use inspect::Summary;
 pub use listener::{

@@ -194,17 +194,19 @@ fn build(file: &Path, output: &Path, deny_warnings: bool, format: Format) -> Exi
         eprintln!("error: {} did not compile to a plan", file.display());
         return ExitCode::FAILURE;
     };
-    let encoded = plan.encode();
-    if let Err(error) = write_atomically(output, &encoded.bytes) {
-        eprintln!("error: cannot write the plan {}: {error}", output.display());
-        return ExitCode::FAILURE;
-    }
+    let written = match write_atomically(output, |file| plan.write(file)) {
+        Ok(written) => written,
+        Err(error) => {
+            eprintln!("error: cannot write the plan {}: {error}", output.display());
+            return ExitCode::FAILURE;
+        }
+    };
     match format {
         Format::Human => out(&format!(
             "wrote {} ({} bytes, checksum {})\n",
             output.display(),
-            encoded.bytes.len(),
-            encoded.checksum_hex()
+            written.len,
+            written.checksum_hex()
         )),
         // One more JSON line after the diagnostics, so the output stays
         // one JSON value per line.
@@ -212,17 +214,20 @@ fn build(file: &Path, output: &Path, deny_warnings: bool, format: Format) -> Exi
             "{}\n",
             serde_json::json!({
                 "plan": output.display().to_string(),
-                "bytes": encoded.bytes.len(),
-                "checksum": encoded.checksum_hex(),
+                "bytes": written.len,
+                "checksum": written.checksum_hex(),
             })
         )),
     }
     ExitCode::SUCCESS
 }
 
-/// Writes `bytes` to a temporary file next to `path`, then renames it over
-/// `path`, so a running gateway never sees a half-written plan.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a temporary file next to `path` with `write`, syncs it, then
+/// renames it over `path`, so a running gateway never sees a half-written plan.
+fn write_atomically<T>(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<T>,
+) -> std::io::Result<T> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
@@ -233,9 +238,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
+        let written = write(&mut file)?;
         file.sync_all()?;
-        std::fs::rename(&temp, path)
+        std::fs::rename(&temp, path)?;
+        Ok(written)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
