@@ -53,7 +53,7 @@ pub use policy::{
     Queue, UnknownRecipients,
 };
 pub use recipient::{Group, LocalDomain, Mailbox, Member, Target};
-pub use recipient_table::{normalize_address, DuplicateKey, RecipientTable};
+pub use recipient_table::{normalize_address, normalized_address, DuplicateKey, RecipientTable};
 pub use relay::{RelayQuery, RelayVerdict};
 pub use relay_rule::{Condition, RelayAction, RelayRule};
 pub use resolve::{ConnectorChoice, Recipient, Refusal, Resolution, Route};

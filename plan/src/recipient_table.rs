@@ -6,6 +6,8 @@
 //! loading is a few large vectors and lookup is a probe or two. All keys live
 //! in one `String`; `offsets` marks where each ends.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::address::parse_mailbox;
@@ -53,10 +55,16 @@ impl std::error::Error for DuplicateKey {}
 /// domain lowercased without a trailing dot. Text that is not a valid
 /// mailbox is keyed the same way by splitting at the last `@`.
 pub fn normalize_address(address: &str) -> String {
+    normalized_address(address).into_owned()
+}
+
+/// [`normalize_address`], borrowing `address` when it is its own key, as
+/// nearly every address is.
+pub fn normalized_address(address: &str) -> Cow<'_, str> {
     if is_plain_key(address) {
-        return address.to_owned();
+        return Cow::Borrowed(address);
     }
-    normalize_by_parsing(address)
+    Cow::Owned(normalize_by_parsing(address))
 }
 
 /// True for the everyday address that is its own key: an unquoted local
@@ -88,23 +96,24 @@ fn normalize_by_parsing(address: &str) -> String {
     }
 }
 
-/// The entries with their hashes, ordered by hash, then key; entries with
-/// the same key keep their input order (the sort is stable). Ordering by
-/// hash first keeps the table independent of the input order while keys,
-/// which share long prefixes, are compared only on hash ties.
-fn by_hash(entries: Vec<(String, Target)>) -> Vec<(u64, String, Target)> {
-    // The input position breaks ties between equal keys, so an unstable
-    // sort (no merge buffer) keeps them in input order.
-    let mut entries: Vec<(u64, String, usize, Target)> = entries
-        .into_iter()
+/// The hash and position of each entry, ordered by hash, then key, then
+/// position, so entries with the same key keep their input order. Ordering
+/// by hash first keeps the table independent of the input order while
+/// keys, which share long prefixes, are compared only on hash ties; sorting
+/// these small pairs rather than the entries moves no key.
+fn by_hash<K: AsRef<str>>(entries: &[(K, Target)]) -> Vec<(u64, u32)> {
+    let key = |position: u32| entries.get(position as usize).map(|e| e.0.as_ref());
+    let mut order: Vec<(u64, u32)> = entries
+        .iter()
         .enumerate()
-        .map(|(position, (key, target))| (fnv1a(key.as_bytes()), key, position, target))
+        .map(|(position, (key, _))| (fnv1a(key.as_ref().as_bytes()), to_u32(position)))
         .collect();
-    entries.sort_unstable_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
-    entries
-        .into_iter()
-        .map(|(hash, key, _, target)| (hash, key, target))
-        .collect()
+    order.sort_unstable_by(|a, b| {
+        (a.0.cmp(&b.0))
+            .then_with(|| key(a.1).cmp(&key(b.1)))
+            .then(a.1.cmp(&b.1))
+    });
+    order
 }
 
 /// FNV-1a, 64 bit: fixed and seedless, so the table is the same on every
@@ -137,50 +146,65 @@ impl RecipientTable {
     /// second normalization that [`Self::build`] does. A key that is not
     /// normalized is stored as given and never found by a lookup of a
     /// normalized address.
-    pub fn build_normalized(
-        entries: Vec<(String, Target)>,
+    pub fn build_normalized<K: AsRef<str>>(
+        entries: Vec<(K, Target)>,
     ) -> Result<RecipientTable, DuplicateKey> {
-        let entries = by_hash(entries);
-        for pair in entries.windows(2) {
-            if let [(ha, a, ta), (hb, b, tb)] = pair {
-                if ha == hb && a == b {
-                    return Err(DuplicateKey {
-                        key: a.clone(),
-                        first: *ta,
-                        second: *tb,
-                    });
+        let order = by_hash(&entries);
+        let entry = |position: u32| entries.get(position as usize);
+        for pair in order.windows(2) {
+            if let [(ha, a), (hb, b)] = pair {
+                if let (true, Some((ka, ta)), Some((kb, tb))) = (ha == hb, entry(*a), entry(*b)) {
+                    if ka.as_ref() == kb.as_ref() {
+                        return Err(DuplicateKey {
+                            key: ka.as_ref().to_owned(),
+                            first: *ta,
+                            second: *tb,
+                        });
+                    }
                 }
             }
         }
-        Ok(RecipientTable::from_ordered(entries))
+        Ok(RecipientTable::from_ordered(&entries, &order))
     }
 
     /// Builds the table from normalized keys, keeping the first entry of a
     /// key given more than once (the compiler's choice for an address listed
     /// twice on one recipient, which is only a warning).
-    pub fn build_first_wins(entries: Vec<(String, Target)>) -> RecipientTable {
-        let mut entries = by_hash(entries);
-        entries.dedup_by(|later, first| later.0 == first.0 && later.1 == first.1);
-        RecipientTable::from_ordered(entries)
+    pub fn build_first_wins<K: AsRef<str>>(entries: Vec<(K, Target)>) -> RecipientTable {
+        let mut order = by_hash(&entries);
+        let key = |position: u32| entries.get(position as usize).map(|e| e.0.as_ref());
+        order.dedup_by(|later, first| later.0 == first.0 && key(later.1) == key(first.1));
+        RecipientTable::from_ordered(&entries, &order)
     }
 
-    /// The table of entries already in hash order and without duplicates.
-    fn from_ordered(entries: Vec<(u64, String, Target)>) -> RecipientTable {
+    /// The table of `entries` taken in `order`: hash order, without
+    /// duplicates.
+    fn from_ordered<K: AsRef<str>>(
+        entries: &[(K, Target)],
+        order: &[(u64, u32)],
+    ) -> RecipientTable {
         let mut table = RecipientTable::default();
-        if entries.is_empty() {
+        let ordered = || {
+            order
+                .iter()
+                .filter_map(|&(hash, position)| Some((hash, entries.get(position as usize)?)))
+        };
+        if order.is_empty() {
             return table;
         }
-        let slot_count = (entries.len() * 2).next_power_of_two();
+        let slot_count = (order.len() * 2).next_power_of_two();
         table.slots = vec![EMPTY; slot_count];
-        table.offsets.reserve(entries.len() + 1);
-        table.keys.reserve(entries.iter().map(|e| e.1.len()).sum());
-        table.targets.reserve(entries.len());
+        table.offsets.reserve(order.len() + 1);
+        table
+            .keys
+            .reserve(ordered().map(|(_, e)| e.0.as_ref().len()).sum());
+        table.targets.reserve(order.len());
         table.offsets.push(0);
         let mask = slot_count - 1;
-        for (index, (hash, key, target)) in entries.into_iter().enumerate() {
-            table.keys.push_str(&key);
+        for (index, (hash, (key, target))) in ordered().enumerate() {
+            table.keys.push_str(key.as_ref());
             table.offsets.push(to_u32(table.keys.len()));
-            table.targets.push(target);
+            table.targets.push(*target);
             let mut slot = (hash as usize) & mask;
             while table.slots[slot] != EMPTY {
                 slot = (slot + 1) & mask;
@@ -296,6 +320,7 @@ mod tests {
             "x@a..b",
         ] {
             assert!(is_plain_key(address), "{address}");
+            assert!(matches!(normalized_address(address), Cow::Borrowed(_)));
             assert_eq!(
                 normalize_address(address),
                 normalize_by_parsing(address),
