@@ -15,73 +15,119 @@
 //! help suggests the closest defined name of that kind when one is likely a
 //! typo, and otherwise lists a few defined names.
 
-use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use super::{Context, NameTable};
 use crate::ast::SenderRef;
 use crate::diagnostic::{Code, Diagnostic, Label};
-use crate::source::{Span, Spanned};
+use crate::source::Span;
 use crate::suggest;
 
 /// Runs this check.
 pub fn check(cx: &mut Context<'_>) {
-    let config = cx.config;
-    duplicates(cx, config.tls.iter().map(|t| ("TLS profile", &t.name)));
-    duplicates(cx, config.listeners.iter().map(|l| ("listener", &l.name)));
-    duplicates(cx, config.backends.iter().map(|b| ("backend", &b.name)));
-    duplicates(cx, config.connectors.iter().map(|c| ("connector", &c.name)));
-    let mailboxes = config.mailboxes.iter().map(|m| ("mailbox", &m.name));
-    let groups = config.groups.iter().map(|g| ("group", &g.name));
-    duplicates(cx, mailboxes.chain(groups));
+    let (config, names) = (cx.config, &cx.names);
+    let mut found = Vec::new();
+    repeated(&mut found, &names.tls, |i| {
+        ("TLS profile", config.tls[i].name.span)
+    });
+    repeated(&mut found, &names.listeners, |i| {
+        ("listener", config.listeners[i].name.span)
+    });
+    repeated(&mut found, &names.backends, |i| {
+        ("backend", config.backends[i].name.span)
+    });
+    repeated(&mut found, &names.connectors, |i| {
+        ("connector", config.connectors[i].name.span)
+    });
+    mailboxes_and_groups(&mut found, cx);
+    for diagnostic in found {
+        cx.report(diagnostic);
+    }
     unknown(cx);
 }
 
-/// Reports every name of `items` defined before, against its first definition.
-fn duplicates<'a>(
-    cx: &mut Context<'_>,
-    items: impl Iterator<Item = (&'static str, &'a Spanned<String>)>,
+/// Reports the names of one kind that `table` has more than once; `place`
+/// gives the kind and the name's span of a definition.
+fn repeated(
+    found: &mut Vec<Diagnostic>,
+    table: &NameTable<'_>,
+    place: impl Fn(usize) -> (&'static str, Span),
 ) {
-    // Only looked up, never iterated: findings follow the definitions' order.
-    let mut first: FxHashMap<&'a str, (&'static str, Span)> = FxHashMap::default();
-    for (kind, name) in items {
-        let Some(&(seen_kind, seen_span)) = first.get(name.value.as_str()) else {
-            first.insert(&name.value, (kind, name.span));
+    for name in table.repeated() {
+        duplicates(found, name, table.definitions(name).map(&place));
+    }
+}
+
+/// Reports the names of mailboxes and groups, which share one namespace,
+/// defined more than once: twice as one kind, or as both.
+fn mailboxes_and_groups(found: &mut Vec<Diagnostic>, cx: &Context<'_>) {
+    let (config, names) = (cx.config, &cx.names);
+    let mailbox = |i: usize| ("mailbox", config.mailboxes[i].name.span);
+    let group = |i: usize| ("group", config.groups[i].name.span);
+    let mut twice: BTreeSet<&str> = names.mailboxes.repeated().collect();
+    twice.extend(names.groups.repeated());
+    twice.extend(
+        config
+            .groups
+            .iter()
+            .map(|g| g.name.value.as_str())
+            .filter(|name| names.mailboxes.contains_key(name)),
+    );
+    for name in twice {
+        let mailboxes = names.mailboxes.definitions(name).map(mailbox);
+        duplicates(
+            found,
+            name,
+            mailboxes.chain(names.groups.definitions(name).map(group)),
+        );
+    }
+}
+
+/// Reports each definition of `name` but the first: `definitions` are the
+/// kind and span of each, mailboxes before groups, each kind in definition
+/// order. Each is reported against the earliest place in the sources seen
+/// before it, whichever list (mailboxes or groups) that came from.
+fn duplicates(
+    found: &mut Vec<Diagnostic>,
+    name: &str,
+    definitions: impl Iterator<Item = (&'static str, Span)>,
+) {
+    let mut first: Option<(&'static str, Span)> = None;
+    for (kind, span) in definitions {
+        let Some(seen) = first else {
+            first = Some((kind, span));
             continue;
         };
-        // The earlier place in the sources is the first definition, whichever
-        // list (mailboxes or groups) it came from.
-        let (earlier, later) = if seen_span <= name.span {
-            ((seen_kind, seen_span), (kind, name.span))
+        let (earlier, later) = if seen.1 <= span {
+            (seen, (kind, span))
         } else {
-            first.insert(&name.value, (kind, name.span));
-            ((kind, name.span), (seen_kind, seen_span))
+            first = Some((kind, span));
+            ((kind, span), seen)
         };
         let message = if earlier.0 == later.0 {
             format!(
                 "two {} are named `{}`: references to the name cannot tell them apart",
                 plural(later.0),
-                name.value
+                name
             )
         } else {
             format!(
                 "a {} and a {} are both named `{}`: a group member `{}` could mean either",
-                earlier.0, later.0, name.value, name.value
+                earlier.0, later.0, name, name
             )
         };
-        cx.report(
+        found.push(
             Diagnostic::error(
                 Code::DuplicateName,
                 message,
                 Label::new(
                     later.1,
-                    format!("{} `{}` defined again here", later.0, name.value),
+                    format!("{} `{}` defined again here", later.0, name),
                 ),
             )
             .with_label(Label::new(
                 earlier.1,
-                format!("{} `{}` first defined here", earlier.0, name.value),
+                format!("{} `{}` first defined here", earlier.0, name),
             ))
             .with_help("rename one of them (and the references meant for it)"),
         );
@@ -89,18 +135,18 @@ fn duplicates<'a>(
 }
 
 /// The defined names of one kind, for suggestions.
-struct Kind<'n> {
+struct Kind<'n, 'a> {
     /// `backend`, `TLS profile`, ...
     singular: &'static str,
     /// `backends`, `TLS profiles`, ...
     plural: &'static str,
-    /// The tables of defined names, each sorted.
-    names: Vec<&'n NameTable<'n>>,
+    /// The tables of defined names.
+    names: Vec<&'n NameTable<'a>>,
     /// How to define one, with `{}` for the name.
     example: &'static str,
 }
 
-impl Kind<'_> {
+impl Kind<'_, '_> {
     fn contains(&self, name: &str) -> bool {
         self.names.iter().any(|n| n.contains_key(name))
     }
@@ -165,7 +211,7 @@ fn unknown(cx: &mut Context<'_>) {
     // Help lines per kind and name: a wrong backend on thousands of directory
     // mailboxes is looked up once. Only looked up, never iterated.
     let mut helps: HashMap<(&'static str, String), String> = HashMap::new();
-    let mut report = |kind: &Kind<'_>, name: &str, span: Span, message: String| {
+    let mut report = |kind: &Kind<'_, '_>, name: &str, span: Span, message: String| {
         let help = helps
             .entry((kind.singular, name.to_owned()))
             .or_insert_with(|| kind.help(name))
@@ -287,6 +333,29 @@ mod tests {
             .is_some_and(|l| l.text.starts_with("mailbox")));
         assert!(found[0].secondary[0].text.starts_with("group"));
         assert_eq!(second(&t, &found[0]), "\"sales\"");
+    }
+
+    #[test]
+    fn every_later_definition_against_the_first_before_it() {
+        let t = format!(
+            "{BACKEND}mailbox \"a\" on \"mbx1\"\n\
+             group \"a\" {{ member \"x@example.org\" }}\n\
+             mailbox \"a\" on \"mbx1\"\n\
+             group \"a\" {{ member \"y@example.org\" }}\n"
+        );
+        let found = with_code(&t, Code::DuplicateName);
+        let pairs: Vec<(u32, u32)> = found
+            .iter()
+            .map(|d| {
+                let line = |offset: u32| t[..offset as usize].matches('\n').count() as u32 + 1;
+                let later = d.primary.as_ref().map_or(0, |l| line(l.span.start));
+                (later, line(d.secondary[0].span.start))
+            })
+            .collect();
+        assert_eq!(pairs, [(3, 2), (4, 2), (5, 2)], "{found:?}");
+        assert!(found[0].message.starts_with("a mailbox and a group"));
+        assert!(found[1].message.starts_with("two mailboxes"));
+        assert!(found[2].message.starts_with("a mailbox and a group"));
     }
 
     #[test]
