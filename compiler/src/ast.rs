@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::source::{Span, Spanned};
+use crate::source::{Span, Spanned, Text};
 
 /// A whole configuration: the main file, its includes and directories.
 #[derive(Debug, Default)]
@@ -220,30 +220,32 @@ pub struct Domain {
     pub span: Span,
 }
 
-/// A mailbox, from the configuration or a directory file.
+/// A mailbox, from the configuration or a directory file. Its strings are
+/// [`Text`]s, read with [`crate::source::SourceDb::text`]: a directory's
+/// plain strings stay in the file's text.
 #[derive(Debug)]
 pub struct Mailbox {
     /// The mailbox's name (also its login name).
-    pub name: Spanned<String>,
+    pub name: Spanned<Text>,
     /// The backend holding it.
-    pub backend: Spanned<String>,
-    /// Its SMTP addresses; the first is the primary one.
-    pub addresses: Vec<Spanned<String>>,
+    pub backend: Spanned<Text>,
+    /// Its SMTP addresses, normalized; the first is the primary one.
+    pub addresses: Vec<Spanned<Text>>,
     /// A password hash (argon2id, SHA512-CRYPT, bcrypt) for `verify directory`.
-    pub password: Option<Spanned<String>>,
+    pub password: Option<Spanned<Text>>,
     /// The statement head (or the TOML table).
     pub span: Span,
 }
 
-/// A distribution group.
+/// A distribution group; its strings are [`Text`]s, like a mailbox's.
 #[derive(Debug)]
 pub struct Group {
     /// The group's name.
-    pub name: Spanned<String>,
-    /// Its own SMTP addresses.
-    pub addresses: Vec<Spanned<String>>,
+    pub name: Spanned<Text>,
+    /// Its own SMTP addresses, normalized.
+    pub addresses: Vec<Spanned<Text>>,
     /// Members: mailbox or group names, or external addresses.
-    pub members: Vec<Spanned<String>>,
+    pub members: Vec<Spanned<Text>>,
     /// The statement head (or the TOML table).
     pub span: Span,
 }

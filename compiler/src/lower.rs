@@ -66,21 +66,21 @@ pub fn lower(db: &SourceDb, config: &Config) -> Plan {
                 mailbox
                     .addresses
                     .iter()
-                    .map(|a| (mailgw_plan::normalize_address(&a.value), target)),
+                    .map(|a| (mailgw_plan::normalize_address(db.text(a)), target)),
             );
             plan.mailboxes.push(lowered);
         }
     }
     let recipients = Recipients {
         mailboxes: names(plan.mailboxes.iter().map(|m| m.name.as_str())),
-        groups: names(config.groups.iter().map(|g| g.name.value.as_str())),
+        groups: names(config.groups.iter().map(|g| db.text(&g.name))),
     };
     plan.groups = config
         .groups
         .iter()
         .map(|g| cx.group(g, &recipients))
         .collect();
-    plan.recipients = recipient_table(mailbox_addresses, &config.groups);
+    plan.recipients = recipient_table(db, mailbox_addresses, &config.groups);
     plan.auth = auth(config.auth.as_ref());
     plan.connectors = config
         .connectors
@@ -234,7 +234,7 @@ impl<'a> Lowering<'a> {
                 i
             }
         };
-        SourceRef::new(file_index, file.line_col(span.start).0)
+        SourceRef::new(file_index, file.line(span.start))
     }
 
     /// The name of a file in the source map: relative to the main file's
@@ -404,11 +404,14 @@ impl<'a> Lowering<'a> {
         mailbox: &ast::Mailbox,
         backends: &NameTable<'_, u32>,
     ) -> Option<Mailbox> {
-        let backend = *backends.get(mailbox.backend.value.as_str())?;
+        let backend = *backends.get(self.db.text(&mailbox.backend))?;
         Some(Mailbox {
-            name: mailbox.name.value.clone(),
+            name: self.db.text(&mailbox.name).to_owned(),
             backend,
-            password_hash: mailbox.password.as_ref().map(|p| p.value.clone()),
+            password_hash: mailbox
+                .password
+                .as_ref()
+                .map(|p| self.db.text(p).to_owned()),
             source: self.at(mailbox.span),
         })
     }
@@ -418,7 +421,7 @@ impl<'a> Lowering<'a> {
             .members
             .iter()
             .map(|m| {
-                let text = m.value.as_str();
+                let text = self.db.text(m);
                 if let Some(&i) = names.mailboxes.get(text) {
                     Member::Mailbox(i)
                 } else if let Some(&i) = names.groups.get(text) {
@@ -429,7 +432,7 @@ impl<'a> Lowering<'a> {
             })
             .collect();
         Group {
-            name: group.name.value.clone(),
+            name: self.db.text(&group.name).to_owned(),
             members,
             source: self.at(group.span),
         }
@@ -533,13 +536,14 @@ fn sender(sender: &ast::SenderRef, names: &Recipients<'_>) -> SenderMatch {
 /// refuse that) belongs to its first owner: mailboxes in order, then groups
 /// in order.
 fn recipient_table(
+    db: &SourceDb,
     mut mailbox_addresses: Vec<(String, Target)>,
     groups: &[ast::Group],
 ) -> RecipientTable {
     let group_addresses = groups.iter().enumerate().flat_map(|(i, g)| {
         g.addresses.iter().map(move |a| {
             (
-                mailgw_plan::normalize_address(&a.value),
+                mailgw_plan::normalize_address(db.text(a)),
                 Target::Group(index(i)),
             )
         })

@@ -713,8 +713,8 @@ impl Reader<'_> {
         let backend = args.string("the backend's name")?;
         args.end()?;
         let mut mailbox = Mailbox {
-            name,
-            backend,
+            name: name.into(),
+            backend: backend.into(),
             addresses: Vec::new(),
             password: None,
             span: stmt.head(),
@@ -724,9 +724,10 @@ impl Reader<'_> {
                 let mut args = Args::new(inner);
                 let result = (|| {
                     if keyword == "address" {
-                        mailbox.addresses.extend(args.list(Args::address)?);
+                        let list = args.list(Args::address)?;
+                        mailbox.addresses.extend(list.into_iter().map(Into::into));
                     } else {
-                        mailbox.password = Some(args.string("a password hash")?);
+                        mailbox.password = Some(args.string("a password hash")?.into());
                     }
                     args.end()
                 })();
@@ -742,7 +743,7 @@ impl Reader<'_> {
         let name = args.string("the group's name")?;
         args.end()?;
         let mut group = Group {
-            name,
+            name: name.into(),
             addresses: Vec::new(),
             members: Vec::new(),
             span: stmt.head(),
@@ -751,11 +752,11 @@ impl Reader<'_> {
             let mut args = Args::new(inner);
             let result = (|| {
                 if keyword == "address" {
-                    group.addresses.extend(args.list(Args::address)?);
+                    let list = args.list(Args::address)?;
+                    group.addresses.extend(list.into_iter().map(Into::into));
                 } else {
-                    group
-                        .members
-                        .extend(args.list(|a| a.string("a mailbox, group or address"))?);
+                    let list = args.list(|a| a.string("a mailbox, group or address"))?;
+                    group.members.extend(list.into_iter().map(Into::into));
                 }
                 args.end()
             })();

@@ -73,6 +73,47 @@ impl<T: PartialEq> PartialEq for Spanned<T> {
     }
 }
 
+/// A string value of a mailbox or group, read with [`SourceDb::text`].
+///
+/// A directory holds hundreds of thousands of them, and nearly every one is
+/// a plain quoted string whose value is its source text: that value is not
+/// copied out of the file, only its span is kept. Deliberately not
+/// `PartialEq`: two [`Text::Quoted`] are equal only through their spans'
+/// text, so compare the `&str`s that [`SourceDb::text`] gives.
+#[derive(Clone, Debug)]
+pub enum Text {
+    /// The text inside the span's one-character quotes, unchanged.
+    Quoted,
+    /// A value that differs from its source text (escapes decoded, an
+    /// address normalized) or was not read from a quoted string.
+    Owned(Box<str>),
+}
+
+impl From<String> for Text {
+    fn from(value: String) -> Text {
+        Text::Owned(value.into_boxed_str())
+    }
+}
+
+impl From<Spanned<String>> for Spanned<Text> {
+    fn from(value: Spanned<String>) -> Spanned<Text> {
+        Spanned::new(Text::from(value.value), value.span)
+    }
+}
+
+impl Spanned<Text> {
+    /// The value, given the whole text of the file the span is in;
+    /// [`SourceDb::text`] finds the file itself.
+    pub fn text_in<'a>(&'a self, file_text: &'a str) -> &'a str {
+        match &self.value {
+            Text::Owned(text) => text,
+            Text::Quoted => file_text
+                .get(self.span.start as usize + 1..(self.span.end as usize).saturating_sub(1))
+                .unwrap_or(""),
+        }
+    }
+}
+
 /// What kind of file a source is, which decides how it is read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SourceKind {
@@ -98,12 +139,14 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
+    /// 1-based line of a byte offset.
+    pub fn line(&self, offset: u32) -> u32 {
+        self.line_index(offset) as u32 + 1
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: u32) -> (u32, u32) {
-        let line = match self.line_starts.binary_search(&offset) {
-            Ok(i) => i,
-            Err(i) => i.saturating_sub(1),
-        };
+        let line = self.line_index(offset);
         let start = self.line_starts.get(line).copied().unwrap_or(0) as usize;
         let end = (offset as usize).min(self.text.len());
         let column = self
@@ -111,6 +154,14 @@ impl SourceFile {
             .get(start..end)
             .map_or(end - start, |s| s.chars().count());
         (line as u32 + 1, column as u32 + 1)
+    }
+
+    /// 0-based line of a byte offset.
+    fn line_index(&self, offset: u32) -> usize {
+        match self.line_starts.binary_search(&offset) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        }
     }
 }
 
@@ -128,7 +179,10 @@ impl SourceDb {
 
     /// Adds a file's text and returns its id.
     pub fn add(&mut self, path: &Path, name: String, text: String, kind: SourceKind) -> FileId {
-        let mut line_starts = vec![0];
+        // Counted first: a directory has hundreds of thousands of lines,
+        // and growing the vector by doubling copies it over and over.
+        let mut line_starts = Vec::with_capacity(1 + text.bytes().filter(|&b| b == b'\n').count());
+        line_starts.push(0);
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i as u32 + 1));
         self.files.push(SourceFile {
             path: path.to_path_buf(),
@@ -159,6 +213,11 @@ impl SourceDb {
             .iter()
             .enumerate()
             .map(|(i, f)| (FileId(i as u32), f))
+    }
+
+    /// The value of a mailbox's or group's string.
+    pub fn text<'a>(&'a self, value: &'a Spanned<Text>) -> &'a str {
+        value.text_in(&self.file(value.span.file).text)
     }
 
     /// The text a span covers.

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use super::Context;
 use crate::ast::{Config, UnknownRecipients};
 use crate::diagnostic::{Code, Diagnostic, Label};
-use crate::source::{Span, Spanned};
+use crate::source::{SourceDb, Span, Spanned, Text};
 use crate::suggest;
 
 /// Runs this check.
@@ -46,16 +46,18 @@ enum Owner {
 
 impl Owner {
     /// `mailbox `alice`` or `group `sales``.
-    fn describe(self, config: &Config) -> String {
+    fn describe(self, db: &SourceDb, config: &Config) -> String {
         match self {
-            Owner::Mailbox(i) => format!("mailbox `{}`", config.mailboxes[i].name.value),
-            Owner::Group(i) => format!("group `{}`", config.groups[i].name.value),
+            Owner::Mailbox(i) => format!("mailbox `{}`", db.text(&config.mailboxes[i].name)),
+            Owner::Group(i) => format!("group `{}`", db.text(&config.groups[i].name)),
         }
     }
 }
 
 /// Every recipient address with its owner, mailboxes first, each list in read order.
-fn owned_addresses(config: &Config) -> impl Iterator<Item = (Owner, &Spanned<String>)> {
+fn owned_addresses<'a>(
+    config: &'a Config,
+) -> impl Iterator<Item = (Owner, &'a Spanned<Text>)> + 'a {
     let mailboxes = config
         .mailboxes
         .iter()
@@ -70,15 +72,15 @@ fn owned_addresses(config: &Config) -> impl Iterator<Item = (Owner, &Spanned<Str
 }
 
 fn duplicates(cx: &mut Context<'_>) {
-    let config = cx.config;
-    let addresses: Vec<(Owner, &Spanned<String>)> = owned_addresses(config).collect();
+    let (db, config) = (cx.db, cx.config);
+    let addresses: Vec<(Owner, &Spanned<Text>)> = owned_addresses(config).collect();
     // Sorting (hash, index) pairs and comparing neighbours finds the
     // duplicates among 200,000 addresses without the random memory access
     // of a hash map; the text is compared only where hashes agree.
     let mut order: Vec<(u64, u32)> = addresses
         .iter()
         .enumerate()
-        .map(|(i, (_, a))| (hash(&normalize(&a.value)), i as u32))
+        .map(|(i, (_, a))| (hash(&normalize(db.text(a))), i as u32))
         .collect();
     order.sort_unstable();
     let mut run = 0;
@@ -96,11 +98,12 @@ fn duplicates(cx: &mut Context<'_>) {
 
 /// Reports the duplicates among addresses whose keys hash alike: each later
 /// place (in source order) against the first place of the same address.
-fn same_hash(cx: &mut Context<'_>, addresses: &[(Owner, &Spanned<String>)], run: &[(u64, u32)]) {
+fn same_hash(cx: &mut Context<'_>, addresses: &[(Owner, &Spanned<Text>)], run: &[(u64, u32)]) {
+    let db = cx.db;
     let mut places: Vec<(Cow<'_, str>, Span, Owner, &str)> = run
         .iter()
         .filter_map(|(_, i)| addresses.get(*i as usize))
-        .map(|(owner, a)| (normalize(&a.value), a.span, *owner, a.value.as_str()))
+        .map(|(owner, a)| (normalize(db.text(a)), a.span, *owner, db.text(a)))
         .collect();
     places.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let mut first = 0;
@@ -111,7 +114,7 @@ fn same_hash(cx: &mut Context<'_>, addresses: &[(Owner, &Spanned<String>)], run:
         }
         let (_, span, owner, text) = places[i];
         let earlier = (places[first].1, places[first].2);
-        cx.report(duplicate(cx.config, text, earlier, (span, owner)));
+        cx.report(duplicate(db, cx.config, text, earlier, (span, owner)));
     }
 }
 
@@ -124,13 +127,14 @@ fn hash(key: &str) -> u64 {
 
 /// The finding for an address at `later` that was already at `earlier`.
 fn duplicate(
+    db: &SourceDb,
     config: &Config,
     address: &str,
     earlier: (Span, Owner),
     later: (Span, Owner),
 ) -> Diagnostic {
     if earlier.1 == later.1 {
-        let owner = later.1.describe(config);
+        let owner = later.1.describe(db, config);
         return Diagnostic::warning(
             Code::DuplicateAddress,
             format!("`{address}` is listed twice for {owner}: the second entry has no effect"),
@@ -139,8 +143,8 @@ fn duplicate(
         .with_label(Label::new(earlier.0, "first listed here"))
         .with_help("remove one of the two entries");
     }
-    let first = earlier.1.describe(config);
-    let second = later.1.describe(config);
+    let first = earlier.1.describe(db, config);
+    let second = later.1.describe(db, config);
     Diagnostic::error(
         Code::DuplicateAddress,
         format!(
@@ -155,7 +159,7 @@ fn duplicate(
 }
 
 fn foreign(cx: &mut Context<'_>) {
-    let config = cx.config;
+    let (db, config) = (cx.db, cx.config);
     if config.domains.is_empty() {
         return;
     }
@@ -167,7 +171,8 @@ fn foreign(cx: &mut Context<'_>) {
     // Per foreign domain, its help line: computed once, only looked up.
     let mut helps: HashMap<&str, String> = HashMap::new();
     for (owner, address) in owned_addresses(config) {
-        let Some(domain) = domain_of(&address.value) else {
+        let text = db.text(address);
+        let Some(domain) = domain_of(text) else {
             continue;
         };
         if is_local(config, domain) {
@@ -189,8 +194,8 @@ fn foreign(cx: &mut Context<'_>) {
                 Code::ForeignAddress,
                 format!(
                     "`{}` of {} is in `{domain}`, which is not a local domain: mail for it is relayed elsewhere and never reaches this recipient",
-                    address.value,
-                    owner.describe(config)
+                    text,
+                    owner.describe(db, config)
                 ),
                 Label::new(address.span, "domain is not local"),
             )
@@ -224,9 +229,9 @@ pub(super) fn is_local(config: &Config, domain: &str) -> bool {
 
 /// True when some mailbox or group has `address`. A linear scan: meant for
 /// the handful of single addresses (journal, postmaster, NDR copies) checked.
-pub(super) fn is_recipient(config: &Config, address: &str) -> bool {
+pub(super) fn is_recipient(db: &SourceDb, config: &Config, address: &str) -> bool {
     let key = normalize(address);
-    owned_addresses(config).any(|(_, a)| normalize(&a.value) == key)
+    owned_addresses(config).any(|(_, a)| normalize(db.text(a)) == key)
 }
 
 /// True when mail for unknown recipients in local domains is forwarded

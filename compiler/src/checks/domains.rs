@@ -15,7 +15,7 @@ use crate::diagnostic::{Code, Diagnostic, Label};
 
 /// Runs this check.
 pub fn check(cx: &mut Context<'_>) {
-    let config = cx.config;
+    let (db, config) = (cx.db, cx.config);
     if config.domains.is_empty() || forwards_unknown(config) {
         return;
     }
@@ -32,7 +32,7 @@ pub fn check(cx: &mut Context<'_>) {
         .chain(config.groups.iter().flat_map(|g| &g.addresses));
     let mut unused = used.len();
     for address in addresses {
-        let Some(domain) = domain_of(&address.value) else {
+        let Some(domain) = domain_of(db.text(address)) else {
             continue;
         };
         // Addresses come with lowercase domains from the reader.

@@ -600,7 +600,7 @@ mod tests {
         let mut cx = Context {
             db: &db,
             config: &config,
-            names: Names::new(&config),
+            names: Names::new(&db, &config),
             diagnostics: Diagnostics::new(),
         };
         check_at(&mut cx, now);

@@ -9,9 +9,9 @@ use crate::diagnostic::{Code, Diagnostic, Label};
 
 /// Runs this check.
 pub fn check(cx: &mut Context<'_>) {
-    let config = cx.config;
+    let (db, config) = (cx.db, cx.config);
     for group in config.groups.iter().filter(|g| g.members.is_empty()) {
-        let name = &group.name.value;
+        let name = db.text(&group.name);
         let why = if group.addresses.is_empty() {
             "it delivers to nobody".to_owned()
         } else {

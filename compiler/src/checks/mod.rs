@@ -56,8 +56,8 @@ pub struct Names<'a> {
 }
 
 impl<'a> Names<'a> {
-    /// Builds the tables of a configuration.
-    pub fn new(config: &'a Config) -> Names<'a> {
+    /// Builds the tables of a configuration read into `db`.
+    pub fn new(db: &'a SourceDb, config: &'a Config) -> Names<'a> {
         fn table<'a, T>(items: &'a [T], name: impl Fn(&'a T) -> &'a str) -> NameTable<'a> {
             NameTable::new(items.iter().map(name))
         }
@@ -65,8 +65,8 @@ impl<'a> Names<'a> {
             tls: table(&config.tls, |t| &t.name.value),
             listeners: table(&config.listeners, |l| &l.name.value),
             backends: table(&config.backends, |b| &b.name.value),
-            mailboxes: table(&config.mailboxes, |m| &m.name.value),
-            groups: table(&config.groups, |g| &g.name.value),
+            mailboxes: table(&config.mailboxes, |m| db.text(&m.name)),
+            groups: table(&config.groups, |g| db.text(&g.name)),
             connectors: table(&config.connectors, |c| &c.name.value),
         }
     }
@@ -84,7 +84,7 @@ pub fn run(db: &SourceDb, config: &Config) -> Diagnostics {
     let mut cx = Context {
         db,
         config,
-        names: Names::new(config),
+        names: Names::new(db, config),
         diagnostics: Diagnostics::new(),
     };
     names::check(&mut cx);

@@ -61,7 +61,7 @@ fn repeated(
 /// Reports the names of mailboxes and groups, which share one namespace,
 /// defined more than once: twice as one kind, or as both.
 fn mailboxes_and_groups(found: &mut Vec<Diagnostic>, cx: &Context<'_>) {
-    let (config, names) = (cx.config, &cx.names);
+    let (db, config, names) = (cx.db, cx.config, &cx.names);
     let mailbox = |i: usize| ("mailbox", config.mailboxes[i].name.span);
     let group = |i: usize| ("group", config.groups[i].name.span);
     let mut twice: BTreeSet<&str> = names.mailboxes.repeated().collect();
@@ -70,7 +70,7 @@ fn mailboxes_and_groups(found: &mut Vec<Diagnostic>, cx: &Context<'_>) {
         config
             .groups
             .iter()
-            .map(|g| g.name.value.as_str())
+            .map(|g| db.text(&g.name))
             .filter(|name| names.mailboxes.contains_key(name)),
     );
     for name in twice {
@@ -175,7 +175,7 @@ impl Kind<'_, '_> {
 }
 
 fn unknown(cx: &mut Context<'_>) {
-    let config = cx.config;
+    let (db, config) = (cx.db, cx.config);
     let names = &cx.names;
     let tls = Kind {
         singular: "TLS profile",
@@ -237,25 +237,26 @@ fn unknown(cx: &mut Context<'_>) {
         }
     }
     for mailbox in &config.mailboxes {
-        let backend = &mailbox.backend;
-        if !backends.contains(&backend.value) {
+        let backend = db.text(&mailbox.backend);
+        if !backends.contains(backend) {
             let message = format!(
-                "mailbox `{}` is on the backend `{}`, which is not defined: its mail has nowhere to go",
-                mailbox.name.value, backend.value
+                "mailbox `{}` is on the backend `{backend}`, which is not defined: its mail has nowhere to go",
+                db.text(&mailbox.name)
             );
-            report(&backends, &backend.value, backend.span, message);
+            report(&backends, backend, mailbox.backend.span, message);
         }
     }
     for group in &config.groups {
         for member in &group.members {
-            if member.value.contains('@') || members.contains(&member.value) {
+            let name = db.text(member);
+            if name.contains('@') || members.contains(name) {
                 continue;
             }
             let message = format!(
-                "group `{}` has the member `{}`, which is no mailbox or group: mail to the group cannot reach it",
-                group.name.value, member.value
+                "group `{}` has the member `{name}`, which is no mailbox or group: mail to the group cannot reach it",
+                db.text(&group.name)
             );
-            report(&members, &member.value, member.span, message);
+            report(&members, name, member.span, message);
         }
     }
     for connector in &config.connectors {

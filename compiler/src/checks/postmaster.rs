@@ -24,7 +24,7 @@ pub fn check(cx: &mut Context<'_>) {
         Some(postmaster) => {
             let address = &postmaster.value;
             let local = domain_of(address).is_some_and(|d| is_local(config, d));
-            if local && !is_recipient(config, address) && !forwards_unknown(config) {
+            if local && !is_recipient(cx.db, config, address) && !forwards_unknown(config) {
                 cx.report(
                     Diagnostic::warning(
                         Code::NoPostmaster,

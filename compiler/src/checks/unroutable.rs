@@ -23,7 +23,7 @@ use super::addresses::{domain_of, forwards_unknown, is_local, is_recipient, norm
 use super::Context;
 use crate::ast::Config;
 use crate::diagnostic::{Code, Diagnostic, Label};
-use crate::source::Span;
+use crate::source::{SourceDb, Span};
 
 /// Runs this check.
 pub fn check(cx: &mut Context<'_>) {
@@ -37,25 +37,25 @@ pub fn check(cx: &mut Context<'_>) {
 const SHOWN: usize = 3;
 
 fn backends(cx: &mut Context<'_>) {
-    let config = cx.config;
+    let (db, config) = (cx.db, cx.config);
     let members: BTreeSet<&str> = config
         .groups
         .iter()
         .flat_map(|g| g.members.iter())
-        .map(|m| m.value.as_str())
+        .map(|m| db.text(m))
         .filter(|m| !m.contains('@'))
         .collect();
     // Backend index → the mailboxes on it that receive mail.
     let mut stuck: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, mailbox) in config.mailboxes.iter().enumerate() {
-        let Some(&backend) = cx.names.backends.get(mailbox.backend.value.as_str()) else {
+        let Some(&backend) = cx.names.backends.get(db.text(&mailbox.backend)) else {
             continue;
         };
         let b = &config.backends[backend];
         if b.lmtp.is_some() || b.smtp.is_some() {
             continue;
         }
-        if mailbox.addresses.is_empty() && !members.contains(mailbox.name.value.as_str()) {
+        if mailbox.addresses.is_empty() && !members.contains(db.text(&mailbox.name)) {
             continue;
         }
         stuck.entry(backend).or_default().push(i);
@@ -63,7 +63,7 @@ fn backends(cx: &mut Context<'_>) {
     for (backend, mailboxes) in stuck {
         let b = &config.backends[backend];
         let what = match mailboxes.as_slice() {
-            [one] => format!("mailbox `{}`", config.mailboxes[*one].name.value),
+            [one] => format!("mailbox `{}`", db.text(&config.mailboxes[*one].name)),
             many => format!("its {} mailboxes", many.len()),
         };
         let mut diagnostic = Diagnostic::error(
@@ -79,7 +79,7 @@ fn backends(cx: &mut Context<'_>) {
             let mailbox = &config.mailboxes[i];
             diagnostic = diagnostic.with_label(Label::new(
                 mailbox.backend.span,
-                format!("mailbox `{}` lives here", mailbox.name.value),
+                format!("mailbox `{}` lives here", db.text(&mailbox.name)),
             ));
         }
         cx.report(diagnostic);
@@ -87,13 +87,13 @@ fn backends(cx: &mut Context<'_>) {
 }
 
 fn group_cycles(cx: &mut Context<'_>) {
-    let config = cx.config;
+    let (db, config) = (cx.db, cx.config);
     // Group addresses → group, so that a member written as an address counts.
     // Only looked up, never iterated.
     let mut by_address = HashMap::new();
     for (i, group) in config.groups.iter().enumerate() {
         for address in &group.addresses {
-            by_address.entry(normalize(&address.value)).or_insert(i);
+            by_address.entry(normalize(db.text(address))).or_insert(i);
         }
     }
     // The member edges between groups: (member span, target group).
@@ -105,10 +105,11 @@ fn group_cycles(cx: &mut Context<'_>) {
                 .members
                 .iter()
                 .filter_map(|member| {
-                    let target = if member.value.contains('@') {
-                        by_address.get(&normalize(&member.value)).copied()
+                    let name = db.text(member);
+                    let target = if name.contains('@') {
+                        by_address.get(&normalize(name)).copied()
                     } else {
-                        cx.names.groups.get(member.value.as_str()).copied()
+                        cx.names.groups.get(name).copied()
                     };
                     target.map(|t| (member.span, t))
                 })
@@ -145,7 +146,7 @@ fn group_cycles(cx: &mut Context<'_>) {
                     state[target] = State::OnPath;
                     path.push((target, 0));
                 }
-                State::OnPath => found.push(cycle(config, &edges, &path, target, span)),
+                State::OnPath => found.push(cycle(db, config, &edges, &path, target, span)),
                 State::Done => {}
             }
         }
@@ -158,6 +159,7 @@ fn group_cycles(cx: &mut Context<'_>) {
 /// The finding for the member at `span` that leads back to `target`, which is
 /// on `path` (each entry's edge index is one past the edge it followed).
 fn cycle(
+    db: &SourceDb,
     config: &Config,
     edges: &[Vec<(Span, usize)>],
     path: &[(usize, usize)],
@@ -168,11 +170,11 @@ fn cycle(
     let on_cycle = &path[from..];
     let mut names: Vec<&str> = on_cycle
         .iter()
-        .map(|&(g, _)| config.groups[g].name.value.as_str())
+        .map(|&(g, _)| db.text(&config.groups[g].name))
         .collect();
-    names.push(&config.groups[target].name.value);
+    names.push(db.text(&config.groups[target].name));
     let route = names.join(" → ");
-    let name = &config.groups[target].name.value;
+    let name = db.text(&config.groups[target].name);
     let message = if on_cycle.len() == 1 {
         format!("group `{name}` is a member of itself ({route}): expanding it would never end")
     } else {
@@ -190,7 +192,8 @@ fn cycle(
         if let Some(&(member, _)) = edges[group].get(next.wrapping_sub(1)) {
             let label = format!(
                 "`{}` contains `{}`",
-                config.groups[group].name.value, config.groups[window[1].0].name.value
+                db.text(&config.groups[group].name),
+                db.text(&config.groups[window[1].0].name)
             );
             diagnostic = diagnostic.with_label(Label::new(member, label));
         }
@@ -225,7 +228,7 @@ fn journal(cx: &mut Context<'_>) {
     let Some(domain) = domain_of(to) else {
         return;
     };
-    if is_recipient(config, to) {
+    if is_recipient(cx.db, config, to) {
         return;
     }
     let diagnostic = if is_local(config, domain) {
@@ -270,7 +273,7 @@ fn ndr_copies(cx: &mut Context<'_>) {
     }
     for copy in &ndr.copy_to {
         let local = domain_of(&copy.value).is_some_and(|d| is_local(config, d));
-        if !local || is_recipient(config, &copy.value) {
+        if !local || is_recipient(cx.db, config, &copy.value) {
             continue;
         }
         cx.report(

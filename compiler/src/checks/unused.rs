@@ -45,7 +45,7 @@ pub fn check(cx: &mut Context<'_>) {
     let used_backends: BTreeSet<&str> = config
         .mailboxes
         .iter()
-        .map(|m| m.backend.value.as_str())
+        .map(|m| cx.db.text(&m.backend))
         .collect();
     for (i, backend) in config.backends.iter().enumerate() {
         let name = backend.name.value.as_str();

@@ -8,6 +8,9 @@
 //! syntax error — it gives up and the caller uses the full deserializer,
 //! which reads every valid TOML form and words the errors. Giving up is
 //! never wrong, only slower.
+//!
+//! A one-line string without escapes is its own value: it is kept as
+//! [`Text::Quoted`], its span into the file, and nothing is copied.
 
 use toml_parser::decoder::{Encoding, ScalarKind};
 use toml_parser::parser::EventReceiver;
@@ -15,62 +18,56 @@ use toml_parser::{ErrorSink, ParseError, Raw, Source};
 
 use super::{checked_address, Entries};
 use crate::ast::{Group, Mailbox};
-use crate::source::{FileId, Span, Spanned};
+use crate::source::{FileId, Span, Spanned, Text};
 
-/// The entries of `text`, or `None` when the fast path does not apply.
+/// Reads the entries of `text` into `entries`; `false`, with `entries` as
+/// they were, when the fast path does not apply.
 ///
-/// The text is read in pieces cut before a line that starts with `[[`, each
-/// with its own token buffer, so memory stays small and the pieces can be
-/// read on all cores. A cut inside a multi-line string or array leaves the
-/// piece before it unterminated, which is a parse error, so the whole file
-/// falls back to the full reader: cutting never changes a result.
-pub(super) fn read(file: FileId, text: &str) -> Option<Entries> {
+/// The text is read in pieces cut before a line that starts with `[[`, on
+/// all cores: this thread reads the first group of pieces straight into
+/// `entries`, sized for the whole file, and the others' entries are appended
+/// in file order. A cut inside a multi-line string or array leaves the piece
+/// before it unterminated, which is a parse error, so the whole file falls
+/// back to the full reader: cutting never changes a result.
+pub(super) fn read(file: FileId, text: &str, entries: &mut Entries) -> bool {
+    let before = entries.lengths();
     let pieces = pieces(text, PIECE_SIZE);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(pieces.len())
         .max(1);
-    let per_thread = pieces.len().div_ceil(threads);
-    let results: Vec<Option<Entries>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = pieces
-            .chunks(per_thread.max(1))
+    let mut groups = pieces.chunks(pieces.len().div_ceil(threads).max(1));
+    let first = groups.next().unwrap_or_default();
+    let read = std::thread::scope(|scope| {
+        let workers: Vec<_> = groups
             .map(|group| {
                 scope.spawn(move || {
                     let mut entries = Entries::default();
-                    // Sized once: growing a vector of 100,000 entries by
-                    // doubling costs more than counting the headers.
-                    if let (Some(first), Some(last)) = (group.first(), group.last()) {
-                        let range = &text[first.0..last.1];
-                        entries
-                            .mailboxes
-                            .reserve(range.matches("[[mailbox]]").count());
-                    }
-                    // One token buffer per thread, reused for every piece.
-                    let mut tokens = Vec::new();
-                    for &(start, end) in group {
-                        read_piece(file, &text[start..end], start, &mut tokens, &mut entries)?;
-                    }
-                    Some(entries)
+                    entries.mailboxes.reserve(mailboxes_in(text, group));
+                    read_group(file, text, group, &mut entries).map(|()| entries)
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().ok().flatten())
-            .collect()
+        // Sized once: growing a list of 100,000 entries by doubling, or
+        // copying it, costs more than counting the headers.
+        entries.mailboxes.reserve(mailboxes_in(text, &pieces));
+        let mut read = read_group(file, text, first, entries);
+        for worker in workers {
+            match worker.join().ok().flatten() {
+                Some(next) if read.is_some() => entries.append(next),
+                _ => read = None,
+            }
+        }
+        read.is_some()
     });
-    let mut entries = Entries::default();
-    entries
-        .mailboxes
-        .reserve(results.iter().flatten().map(|r| r.mailboxes.len()).sum());
-    for result in results {
-        entries.append(result?);
+    if !read {
+        entries.truncate(before);
     }
-    Some(entries)
+    read
 }
 
 /// About how many bytes one piece holds.
-const PIECE_SIZE: usize = 256 * 1024;
+const PIECE_SIZE: usize = 64 * 1024;
 
 /// Byte ranges covering `text`, each cut just before a line starting `[[`.
 fn pieces(text: &str, size: usize) -> Vec<(usize, usize)> {
@@ -88,22 +85,63 @@ fn pieces(text: &str, size: usize) -> Vec<(usize, usize)> {
     out
 }
 
-/// Reads one piece whose first byte is at `base` in the file into `entries`.
-fn read_piece(
+/// At least the number of mailboxes in consecutive `pieces` of `text`.
+fn mailboxes_in(text: &str, pieces: &[(usize, usize)]) -> usize {
+    match (pieces.first(), pieces.last()) {
+        (Some(first), Some(last)) => text[first.0..last.1].matches("[[mailbox]]").count(),
+        _ => 0,
+    }
+}
+
+/// Reads consecutive pieces of `text` into `entries`, with one token buffer.
+fn read_group(
     file: FileId,
     text: &str,
-    base: usize,
-    tokens: &mut Vec<toml_parser::lexer::Token>,
+    group: &[(usize, usize)],
     entries: &mut Entries,
 ) -> Option<()> {
-    let source = Source::new(text);
+    let mut tokens = Vec::new();
+    let mut scratch = String::new();
+    for &(start, end) in group {
+        let piece = Piece {
+            file,
+            file_text: text,
+            base: start,
+            text: &text[start..end],
+        };
+        read_piece(piece, &mut tokens, &mut scratch, entries)?;
+    }
+    Some(())
+}
+
+/// A piece of a directory file.
+#[derive(Clone, Copy)]
+struct Piece<'i> {
+    file: FileId,
+    /// The whole file.
+    file_text: &'i str,
+    /// Where the piece starts in the file.
+    base: usize,
+    /// The piece.
+    text: &'i str,
+}
+
+/// Reads one piece into `entries`; `tokens` and `scratch` are buffers
+/// reused from piece to piece.
+fn read_piece(
+    piece: Piece<'_>,
+    tokens: &mut Vec<toml_parser::lexer::Token>,
+    scratch: &mut String,
+    entries: &mut Entries,
+) -> Option<()> {
+    let source = Source::new(piece.text);
     tokens.clear();
     tokens.extend(source.lex());
     let mut collector = Collector {
         source,
-        file,
-        base,
+        piece,
         entries,
+        scratch,
         table: None,
         header: Header::Outside,
         field: None,
@@ -161,23 +199,44 @@ impl Field {
     }
 }
 
+/// A key: of an array-table header or of a table's field.
+enum Key {
+    Kind(Kind),
+    Field(Field),
+}
+
+impl Key {
+    fn of(key: &str) -> Option<Key> {
+        Some(match key {
+            "mailbox" => Key::Kind(Kind::Mailbox),
+            "group" => Key::Kind(Kind::Group),
+            "name" => Key::Field(Field::Name),
+            "backend" => Key::Field(Field::Backend),
+            "addresses" => Key::Field(Field::Addresses),
+            "password" => Key::Field(Field::Password),
+            "members" => Key::Field(Field::Members),
+            _ => return None,
+        })
+    }
+}
+
 /// The table being filled.
 #[derive(Default)]
 struct Table {
     kind: Option<Kind>,
-    name: Option<Spanned<String>>,
-    backend: Option<Spanned<String>>,
-    password: Option<Spanned<String>>,
-    addresses: Option<Vec<Spanned<String>>>,
-    members: Option<Vec<Spanned<String>>>,
+    name: Option<Spanned<Text>>,
+    backend: Option<Spanned<Text>>,
+    password: Option<Spanned<Text>>,
+    addresses: Option<Vec<Spanned<Text>>>,
+    members: Option<Vec<Spanned<Text>>>,
 }
 
 struct Collector<'i, 'e> {
     source: Source<'i>,
-    file: FileId,
-    /// Where the piece starts in the file.
-    base: usize,
+    piece: Piece<'i>,
     entries: &'e mut Entries,
+    /// Where quoted keys are decoded.
+    scratch: &'e mut String,
     table: Option<Table>,
     header: Header,
     /// The key whose value comes next.
@@ -192,7 +251,8 @@ impl Collector<'_, '_> {
     }
 
     fn span(&self, span: toml_parser::Span) -> Span {
-        Span::new(self.file, self.base + span.start(), self.base + span.end())
+        let base = self.piece.base;
+        Span::new(self.piece.file, base + span.start(), base + span.end())
     }
 
     fn finish_table(&mut self) {
@@ -226,24 +286,55 @@ impl Collector<'_, '_> {
         }
     }
 
-    /// Decodes the string at `span`, or `None` if it is not a string.
-    fn string(
-        &self,
-        span: toml_parser::Span,
-        encoding: Option<Encoding>,
-        key: bool,
-    ) -> Option<String> {
+    /// The key at `span`, or `None` if it is none of a directory's. A bare
+    /// key is its text; a quoted one is decoded into the scratch buffer.
+    fn key(&mut self, span: toml_parser::Span, encoding: Option<Encoding>) -> Option<Key> {
         let text = self.source.get(span)?.as_str();
+        if encoding.is_none() {
+            return Key::of(text);
+        }
+        let mut errors = Failed(false);
+        Raw::new_unchecked(text, encoding, span).decode_key(self.scratch, &mut errors);
+        if errors.0 {
+            return None;
+        }
+        Key::of(self.scratch)
+    }
+
+    /// The string at `span`, or `None` if it is not a string: its span
+    /// alone when it is plain, else decoded.
+    fn string(&self, span: toml_parser::Span, encoding: Option<Encoding>) -> Option<Spanned<Text>> {
+        let text = self.source.get(span)?.as_str();
+        if is_plain(text, encoding) {
+            return Some(Spanned::new(Text::Quoted, self.span(span)));
+        }
         let raw = Raw::new_unchecked(text, encoding, span);
         let mut out = String::new();
         let mut errors = Failed(false);
-        if key {
-            raw.decode_key(&mut out, &mut errors);
-        } else if raw.decode_scalar(&mut out, &mut errors) != ScalarKind::String {
+        if raw.decode_scalar(&mut out, &mut errors) != ScalarKind::String || errors.0 {
             return None;
         }
-        (!errors.0).then_some(out)
+        Some(Spanned::new(out.into(), self.span(span)))
     }
+}
+
+/// Whether the string token `raw` (quotes included) is its own value: a
+/// one-line basic string without escapes, or a one-line literal string,
+/// holding no character TOML forbids there.
+fn is_plain(raw: &str, encoding: Option<Encoding>) -> bool {
+    let (quote, escape) = match encoding {
+        Some(Encoding::BasicString) => (b'"', b'\\'),
+        Some(Encoding::LiteralString) => (b'\'', b'\''),
+        _ => return false,
+    };
+    let [first, inner @ .., last] = raw.as_bytes() else {
+        return false;
+    };
+    *first == quote
+        && *last == quote
+        && inner
+            .iter()
+            .all(|&b| (b >= 0x20 || b == b'\t') && b != 0x7f && b != quote && b != escape)
 }
 
 impl EventReceiver for Collector<'_, '_> {
@@ -300,29 +391,20 @@ impl EventReceiver for Collector<'_, '_> {
         encoding: Option<Encoding>,
         _error: &mut dyn ErrorSink,
     ) {
-        let Some(key) = self.string(span, encoding, true) else {
+        let Some(key) = self.key(span, encoding) else {
             return self.fail();
         };
         if self.header == Header::Open {
-            self.header = Header::Named(match key.as_str() {
-                "mailbox" => Kind::Mailbox,
-                "group" => Kind::Group,
-                _ => return self.fail(),
-            });
+            let Key::Kind(kind) = key else {
+                return self.fail();
+            };
+            self.header = Header::Named(kind);
             return;
         }
         if self.header != Header::Outside || self.field.is_some() {
             return self.fail();
         }
-        let field = match key.as_str() {
-            "name" => Field::Name,
-            "backend" => Field::Backend,
-            "addresses" => Field::Addresses,
-            "password" => Field::Password,
-            "members" => Field::Members,
-            _ => return self.fail(),
-        };
-        let Some(table) = &self.table else {
+        let (Key::Field(field), Some(table)) = (key, &self.table) else {
             return self.fail();
         };
         let repeated = match field {
@@ -348,10 +430,9 @@ impl EventReceiver for Collector<'_, '_> {
         encoding: Option<Encoding>,
         _error: &mut dyn ErrorSink,
     ) {
-        let (Some(field), Some(value)) = (self.field, self.string(span, encoding, false)) else {
+        let (Some(field), Some(value)) = (self.field, self.string(span, encoding)) else {
             return self.fail();
         };
-        let value = Spanned::new(value, self.span(span));
         let in_array = self.in_array;
         let Some(table) = self.table.as_mut() else {
             return self.fail();
@@ -361,7 +442,8 @@ impl EventReceiver for Collector<'_, '_> {
                 table.members.get_or_insert_with(Vec::new).push(value);
             } else {
                 // Checked here, on the reading thread, while the value is hot.
-                let checked = checked_address(value, &mut self.entries.diagnostics);
+                let checked =
+                    checked_address(value, self.piece.file_text, &mut self.entries.diagnostics);
                 table.addresses.get_or_insert_with(Vec::new).extend(checked);
             }
             return;
@@ -385,8 +467,24 @@ mod tests {
     use super::super::serde_read;
     use super::*;
 
-    fn flat(entries: &Entries) -> Vec<String> {
-        let show = |s: &Spanned<String>| format!("{}@{}..{}", s.value, s.span.start, s.span.end);
+    /// The entries of `text` from the fast reader, if it reads it.
+    fn fast(text: &str) -> Option<Entries> {
+        let mut entries = Entries::default();
+        read(FileId(0), text, &mut entries).then_some(entries)
+    }
+
+    /// The entries of `text` from the full deserializer.
+    fn full(text: &str) -> Option<Entries> {
+        let mut entries = Entries::default();
+        serde_read(FileId(0), text, &mut entries)
+            .ok()
+            .map(|()| entries)
+    }
+
+    /// Every value with its span, as text.
+    fn flat(entries: &Entries, text: &str) -> Vec<String> {
+        let show =
+            |s: &Spanned<Text>| format!("{}@{}..{}", s.text_in(text), s.span.start, s.span.end);
         let mut out = Vec::new();
         for m in &entries.mailboxes {
             out.push(format!(
@@ -410,10 +508,10 @@ mod tests {
 
     /// The fast reader must give exactly what the full deserializer gives.
     fn same_as_serde(text: &str) {
-        let fast = read(FileId(0), text).map(|e| flat(&e));
-        let full = serde_read(FileId(0), text).map(|e| flat(&e));
+        let fast = fast(text).map(|e| flat(&e, text));
+        let full = full(text).map(|e| flat(&e, text));
         assert!(fast.is_some(), "fast path should accept:\n{text}");
-        assert_eq!(fast, full.ok(), "for:\n{text}");
+        assert_eq!(fast, full, "for:\n{text}");
     }
 
     #[test]
@@ -445,8 +543,8 @@ mod tests {
         }
         text.push_str("[[group]]\nname = \"all\"\nmembers = [\"user1\"]\n");
         same_as_serde(&text);
-        let fast = read(FileId(0), &text).map(|e| (e.mailboxes.len(), e.groups.len()));
-        assert_eq!(fast, Some((20_000, 1)));
+        let read = fast(&text).map(|e| (e.mailboxes.len(), e.groups.len()));
+        assert_eq!(read, Some((20_000, 1)));
     }
 
     #[test]
@@ -455,23 +553,20 @@ mod tests {
         let text = format!(
             "[[mailbox]]\nname = \"a\"\nbackend = \"b\"\npassword = \"\"\"{filler}\n[[mailbox]]\nstill the password\"\"\"\n"
         );
-        assert!(read(FileId(0), &text).is_none());
-        assert_eq!(
-            serde_read(FileId(0), &text).map(|e| e.mailboxes.len()).ok(),
-            Some(1)
-        );
+        assert!(fast(&text).is_none());
+        assert_eq!(full(&text).map(|e| e.mailboxes.len()), Some(1));
     }
 
     #[test]
     fn invalid_addresses_are_reported_at_their_place_by_both_readers() {
         let text = "[[mailbox]]\nname = \"a\"\nbackend = \"b\"\naddresses = [\"a@X.example\", \"no-at-sign\"]\n";
-        let fast = read(FileId(0), text).expect("plain shape");
-        let full = serde_read(FileId(0), text).expect("valid TOML");
+        let fast = fast(text).expect("plain shape");
+        let full = full(text).expect("valid TOML");
         for entries in [&fast, &full] {
             let kept: Vec<&str> = entries.mailboxes[0]
                 .addresses
                 .iter()
-                .map(|a| a.value.as_str())
+                .map(|a| a.text_in(text))
                 .collect();
             assert_eq!(kept, ["a@x.example"]);
             let at: Vec<&str> = entries
@@ -500,17 +595,46 @@ mod tests {
             "mailbox = [{ name = \"a\", backend = \"b\" }]\n",
             "[[mailbox]]\nname = \"a\nbackend = \"b\"\n",
         ] {
-            assert!(
-                read(FileId(0), text).is_none(),
-                "should give up on:\n{text}"
-            );
+            assert!(fast(text).is_none(), "should give up on:\n{text}");
         }
+    }
+
+    #[test]
+    fn giving_up_leaves_the_entries_as_they_were() {
+        let before = "[[mailbox]]\nname = \"a\"\nbackend = \"b\"\naddresses = [\"no-at-sign\"]\n";
+        let mut entries = fast(before).expect("plain shape");
+        let text = "[[mailbox]]\nname = \"c\"\nbackend = \"b\"\naddresses = [\"x\"]\n[mailbox]\n";
+        assert!(!read(FileId(1), text, &mut entries));
+        let lengths = entries.lengths();
+        assert_eq!(
+            (lengths.mailboxes, lengths.groups, lengths.diagnostics),
+            (1, 0, 1)
+        );
+    }
+
+    #[test]
+    fn plain_strings_stay_in_the_file() {
+        let text = "[[mailbox]]\n\"name\" = \"alice\"\nbackend = 'mbx1'\naddresses = [\"a@X.example\", \"b@x.example\"]\npassword = \"tab\\there\"\n";
+        same_as_serde(text);
+        let entries = fast(text).expect("plain shape");
+        let mailbox = &entries.mailboxes[0];
+        let quoted = |t: &Spanned<Text>| matches!(t.value, Text::Quoted);
+        assert!(quoted(&mailbox.name) && quoted(&mailbox.backend));
+        let addresses: Vec<bool> = mailbox.addresses.iter().map(quoted).collect();
+        assert_eq!(addresses, [false, true], "a normalized address is its own");
+        assert!(mailbox.password.as_ref().is_some_and(|p| !quoted(p)));
+        assert!(is_plain("\"\"", Some(Encoding::BasicString)));
+        assert!(!is_plain("\"", Some(Encoding::BasicString)));
+        assert!(!is_plain("\"a\u{7f}\"", Some(Encoding::BasicString)));
+        assert!(!is_plain("'a'b'", Some(Encoding::LiteralString)));
+        assert!(is_plain("'a\\b'", Some(Encoding::LiteralString)));
+        assert!(!is_plain("\"\"\"a\"\"\"", Some(Encoding::MlBasicString)));
     }
 
     #[test]
     fn inline_form_still_reads_through_serde() {
         let text = "mailbox = [{ name = \"a\", backend = \"b\", addresses = [\"a@x.example\"] }]\n";
-        let entries = serde_read(FileId(0), text).ok().map(|e| flat(&e));
+        let entries = full(text).map(|e| flat(&e, text));
         assert_eq!(entries.map(|e| e.len()), Some(1));
     }
 }

@@ -16,15 +16,18 @@
 //! members = ["alice", "bob@example.org"]
 //! ```
 
+use std::borrow::Cow;
+
 use crate::ast::{Config, Group, Mailbox};
 use crate::diagnostic::{Code, Diagnostic, Diagnostics, Label};
 use crate::literal;
-use crate::source::{FileId, SourceDb, Span, Spanned};
+use crate::source::{FileId, SourceDb, Span, Spanned, Text};
 use crate::suggest;
 
 mod events;
 
-/// Everything in one directory file.
+/// The entries read so far: the configuration's lists, which a directory's
+/// mailboxes and groups are appended to.
 #[derive(Default)]
 struct Entries {
     mailboxes: Vec<Mailbox>,
@@ -33,31 +36,62 @@ struct Entries {
     diagnostics: Vec<Diagnostic>,
 }
 
+/// How many entries of each kind there are, to go back to.
+#[derive(Clone, Copy)]
+struct Lengths {
+    mailboxes: usize,
+    groups: usize,
+    diagnostics: usize,
+}
+
 impl Entries {
     /// Appends the entries of the next piece of the file.
-    fn append(&mut self, next: Entries) {
-        self.mailboxes.extend(next.mailboxes);
-        self.groups.extend(next.groups);
-        self.diagnostics.extend(next.diagnostics);
+    fn append(&mut self, mut next: Entries) {
+        self.mailboxes.append(&mut next.mailboxes);
+        self.groups.append(&mut next.groups);
+        self.diagnostics.append(&mut next.diagnostics);
+    }
+
+    fn lengths(&self) -> Lengths {
+        Lengths {
+            mailboxes: self.mailboxes.len(),
+            groups: self.groups.len(),
+            diagnostics: self.diagnostics.len(),
+        }
+    }
+
+    /// Drops what was added since `lengths` were taken.
+    fn truncate(&mut self, lengths: Lengths) {
+        self.mailboxes.truncate(lengths.mailboxes);
+        self.groups.truncate(lengths.groups);
+        self.diagnostics.truncate(lengths.diagnostics);
     }
 }
 
-/// The address normalized, or `None` with its diagnostic recorded.
+/// The address in normal form, or `None` with its diagnostic recorded;
+/// `file_text` is the text of the directory file. An address already in
+/// normal form, as nearly every one is, is kept as it came.
 fn checked_address(
-    raw: Spanned<String>,
+    raw: Spanned<Text>,
+    file_text: &str,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Option<Spanned<String>> {
-    match literal::address_owned(raw.value) {
-        Ok(address) => Some(Spanned::new(address, raw.span)),
+) -> Option<Spanned<Text>> {
+    let normal = match literal::address_cow(raw.text_in(file_text)) {
+        Ok(Cow::Borrowed(_)) => None,
+        Ok(Cow::Owned(normal)) => Some(normal),
         Err(message) => {
             diagnostics.push(Diagnostic::error(
                 Code::Value,
                 message,
                 Label::new(raw.span, "invalid address"),
             ));
-            None
+            return None;
         }
-    }
+    };
+    Some(match normal {
+        None => raw,
+        Some(normal) => Spanned::new(normal.into(), raw.span),
+    })
 }
 
 const FIELDS: &[&str] = &[
@@ -80,23 +114,19 @@ const FIELDS: &[&str] = &[
 /// entries for the files the fast one accepts (tested).
 pub fn read(db: &SourceDb, file: FileId, diagnostics: &mut Diagnostics, config: &mut Config) {
     let text = &db.file(file).text;
-    let entries = match events::read(file, text) {
-        Some(entries) => entries,
-        None => match serde_read(file, text) {
-            Ok(entries) => entries,
-            Err(error) => {
-                diagnostics.push(toml_error(file, text, &error));
-                return;
-            }
-        },
+    let mut entries = Entries {
+        mailboxes: std::mem::take(&mut config.mailboxes),
+        groups: std::mem::take(&mut config.groups),
+        diagnostics: Vec::new(),
     };
-    diagnostics.extend(entries.diagnostics);
-    if config.mailboxes.is_empty() {
-        config.mailboxes = entries.mailboxes;
-    } else {
-        config.mailboxes.extend(entries.mailboxes);
+    if !events::read(file, text, &mut entries) {
+        if let Err(error) = serde_read(file, text, &mut entries) {
+            diagnostics.push(toml_error(file, text, &error));
+        }
     }
-    config.groups.extend(entries.groups);
+    diagnostics.extend(entries.diagnostics);
+    config.mailboxes = entries.mailboxes;
+    config.groups = entries.groups;
 }
 
 mod serde_form {
@@ -134,20 +164,23 @@ mod serde_form {
 }
 
 /// The full `toml` deserializer: every valid TOML form, exact errors.
-fn serde_read(file: FileId, text: &str) -> Result<Entries, toml::de::Error> {
+/// Appends to `entries` only when the whole file reads.
+fn serde_read(file: FileId, text: &str, entries: &mut Entries) -> Result<(), toml::de::Error> {
     let parsed: serde_form::File = toml::from_str(text)?;
     let spanned = |s: toml::Spanned<String>| {
         let range = s.span();
-        Spanned::new(s.into_inner(), Span::new(file, range.start, range.end))
+        Spanned::new(
+            Text::from(s.into_inner()),
+            Span::new(file, range.start, range.end),
+        )
     };
-    let mut entries = Entries::default();
-    let addresses = |list: Vec<toml::Spanned<String>>, entries: &mut Entries| {
+    let addresses = |list: Vec<toml::Spanned<String>>, diagnostics: &mut Vec<Diagnostic>| {
         list.into_iter()
-            .filter_map(|a| checked_address(spanned(a), &mut entries.diagnostics))
+            .filter_map(|a| checked_address(spanned(a), text, diagnostics))
             .collect()
     };
     for m in parsed.mailbox {
-        let addresses = addresses(m.addresses, &mut entries);
+        let addresses = addresses(m.addresses, &mut entries.diagnostics);
         let name = spanned(m.name);
         entries.mailboxes.push(Mailbox {
             span: name.span,
@@ -158,7 +191,7 @@ fn serde_read(file: FileId, text: &str) -> Result<Entries, toml::de::Error> {
         });
     }
     for g in parsed.group {
-        let addresses = addresses(g.addresses, &mut entries);
+        let addresses = addresses(g.addresses, &mut entries.diagnostics);
         let name = spanned(g.name);
         entries.groups.push(Group {
             span: name.span,
@@ -167,7 +200,7 @@ fn serde_read(file: FileId, text: &str) -> Result<Entries, toml::de::Error> {
             members: g.members.into_iter().map(spanned).collect(),
         });
     }
-    Ok(entries)
+    Ok(())
 }
 
 fn toml_error(file: FileId, text: &str, error: &toml::de::Error) -> Diagnostic {
