@@ -73,7 +73,11 @@ fn owned_addresses<'a>(
 
 fn duplicates(cx: &mut Context<'_>) {
     let (db, config) = (cx.db, cx.config);
-    let addresses: Vec<(Owner, &Spanned<Text>)> = owned_addresses(config).collect();
+    let count = (config.mailboxes.iter().map(|m| m.addresses.len()))
+        .chain(config.groups.iter().map(|g| g.addresses.len()))
+        .sum();
+    let mut addresses: Vec<(Owner, &Spanned<Text>)> = Vec::with_capacity(count);
+    addresses.extend(owned_addresses(config));
     // Sorting (hash, index) pairs and comparing neighbours finds the
     // duplicates among 200,000 addresses without the random memory access
     // of a hash map; the text is compared only where hashes agree.

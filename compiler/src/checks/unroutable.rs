@@ -38,6 +38,14 @@ const SHOWN: usize = 3;
 
 fn backends(cx: &mut Context<'_>) {
     let (db, config) = (cx.db, cx.config);
+    if config
+        .backends
+        .iter()
+        .all(|b| b.lmtp.is_some() || b.smtp.is_some())
+    {
+        // Every backend takes mail: no mailbox to look at.
+        return;
+    }
     let members: BTreeSet<&str> = config
         .groups
         .iter()

@@ -42,14 +42,25 @@ pub fn check(cx: &mut Context<'_>) {
             )),
         );
     }
-    let used_backends: BTreeSet<&str> = config
-        .mailboxes
-        .iter()
-        .map(|m| cx.db.text(&m.backend))
-        .collect();
+    // Backends (first definitions) that hold a mailbox; the mailboxes are
+    // looked at only until every backend has one.
+    let mut used = vec![false; config.backends.len()];
+    let mut unused = cx.names.backends.len();
+    for mailbox in &config.mailboxes {
+        if unused == 0 {
+            break;
+        }
+        let backend = cx.names.backends.get(cx.db.text(&mailbox.backend));
+        if let Some(slot) = backend.and_then(|&i| used.get_mut(i)) {
+            if !*slot {
+                *slot = true;
+                unused -= 1;
+            }
+        }
+    }
     for (i, backend) in config.backends.iter().enumerate() {
         let name = backend.name.value.as_str();
-        if cx.names.backends.get(name) != Some(&i) || used_backends.contains(name) {
+        if cx.names.backends.get(name) != Some(&i) || used[i] {
             continue;
         }
         cx.report(
