@@ -18,16 +18,18 @@
 //! - it is linear in the size of the configuration: names are looked up in
 //!   maps, never by scanning.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
 use mailgw_plan::{
-    AddressPattern, AddressSpace, AuthMode, AuthPlan, Backend, Condition, Connector, Deliver,
-    Direction, Disclaimer, Dns, DomainPattern, Endpoint, EndpointTls, Etrn, Filter, Gateway, Group,
-    Journal, JournalScope, Limits, Listener, ListenerTls, LocalDomain, Log, LogLevel, Mailbox,
-    Member, Ndr, Network, Plan, Position, Protocol, Queue, RecipientTable, RelayAction, RelayRule,
-    SenderMatch, SourceMap, SourceRef, Target, TlsMode, TlsPolicy, TlsProfile, TlsSource,
-    UnknownRecipients, Verify,
+    normalized_address, AddressPattern, AddressSpace, AuthMode, AuthPlan, Backend, Condition,
+    Connector, Deliver, Direction, Disclaimer, Dns, DomainPattern, Endpoint, EndpointTls, Etrn,
+    Filter, Gateway, Group, Journal, JournalScope, Limits, Listener, ListenerTls, LocalDomain, Log,
+    LogLevel, Mailbox, Member, Ndr, Network, Plan, Position, Protocol, Queue, RecipientTable,
+    RelayAction, RelayRule, SenderMatch, SourceMap, SourceRef, Target, TlsMode, TlsPolicy,
+    TlsProfile, TlsSource, UnknownRecipients, Verify,
 };
 
 use crate::ast::{self, Config};
@@ -57,8 +59,10 @@ pub fn lower(db: &SourceDb, config: &Config) -> Plan {
     plan.backends = config.backends.iter().map(|b| cx.backend(b)).collect();
     plan.domains = cx.domains(&config.domains);
     let backend_names = names(plan.backends.iter().map(|b| b.name.as_str()));
-    // The recipient table is the one place a mailbox's addresses are kept.
+    // The recipient table is the one place a mailbox's addresses are kept;
+    // their keys are borrowed from the configuration until it is built.
     let mut mailbox_addresses = Vec::with_capacity(config.mailboxes.len() * 2);
+    plan.mailboxes.reserve(config.mailboxes.len());
     for mailbox in &config.mailboxes {
         if let Some(lowered) = cx.mailbox(mailbox, &backend_names) {
             let target = Target::Mailbox(index(plan.mailboxes.len()));
@@ -66,13 +70,14 @@ pub fn lower(db: &SourceDb, config: &Config) -> Plan {
                 mailbox
                     .addresses
                     .iter()
-                    .map(|a| (mailgw_plan::normalize_address(db.text(a)), target)),
+                    .map(|a| (normalized_address(db.text(a)), target)),
             );
             plan.mailboxes.push(lowered);
         }
     }
     let recipients = Recipients {
-        mailboxes: names(plan.mailboxes.iter().map(|m| m.name.as_str())),
+        mailbox_list: &plan.mailboxes,
+        mailboxes: OnceCell::new(),
         groups: names(config.groups.iter().map(|g| db.text(&g.name))),
     };
     plan.groups = config
@@ -185,8 +190,22 @@ fn index(i: usize) -> u32 {
 
 /// Mailbox and group names, for group members and delivery restrictions.
 struct Recipients<'a> {
-    mailboxes: NameTable<'a, u32>,
+    /// The plan's mailboxes, whose names [`Recipients::mailbox`] looks up.
+    mailbox_list: &'a [Mailbox],
+    /// Their name table, made at the first lookup: most configurations name
+    /// few mailboxes or none there, and a directory has 100,000s of them.
+    mailboxes: OnceCell<NameTable<'a, u32>>,
     groups: NameTable<'a, u32>,
+}
+
+impl Recipients<'_> {
+    /// The index of the mailbox called `name`.
+    fn mailbox(&self, name: &str) -> Option<u32> {
+        let table = self
+            .mailboxes
+            .get_or_init(|| names(self.mailbox_list.iter().map(|m| m.name.as_str())));
+        table.get(name).copied()
+    }
 }
 
 /// The state of one lowering: the sources and the source map being built.
@@ -422,7 +441,7 @@ impl<'a> Lowering<'a> {
             .iter()
             .map(|m| {
                 let text = self.db.text(m);
-                if let Some(&i) = names.mailboxes.get(text) {
+                if let Some(i) = names.mailbox(text) {
                     Member::Mailbox(i)
                 } else if let Some(&i) = names.groups.get(text) {
                     Member::Group(i)
@@ -517,8 +536,8 @@ impl<'a> Lowering<'a> {
 /// "address" no real address equals.
 fn sender(sender: &ast::SenderRef, names: &Recipients<'_>) -> SenderMatch {
     match sender {
-        ast::SenderRef::Mailbox(name) => match names.mailboxes.get(name.as_str()) {
-            Some(&i) => SenderMatch::Mailbox(i),
+        ast::SenderRef::Mailbox(name) => match names.mailbox(name) {
+            Some(i) => SenderMatch::Mailbox(i),
             None => SenderMatch::Pattern(AddressPattern::Address(name.clone())),
         },
         ast::SenderRef::Group(name) => match names.groups.get(name.as_str()) {
@@ -535,18 +554,15 @@ fn sender(sender: &ast::SenderRef, names: &Recipients<'_>) -> SenderMatch {
 /// mailboxes) and group address. An address that appears twice (the checks
 /// refuse that) belongs to its first owner: mailboxes in order, then groups
 /// in order.
-fn recipient_table(
-    db: &SourceDb,
-    mut mailbox_addresses: Vec<(String, Target)>,
-    groups: &[ast::Group],
+fn recipient_table<'a>(
+    db: &'a SourceDb,
+    mut mailbox_addresses: Vec<(Cow<'a, str>, Target)>,
+    groups: &'a [ast::Group],
 ) -> RecipientTable {
     let group_addresses = groups.iter().enumerate().flat_map(|(i, g)| {
-        g.addresses.iter().map(move |a| {
-            (
-                mailgw_plan::normalize_address(db.text(a)),
-                Target::Group(index(i)),
-            )
-        })
+        g.addresses
+            .iter()
+            .map(move |a| (normalized_address(db.text(a)), Target::Group(index(i))))
     });
     // An address listed twice on one recipient is only a warning, so the
     // first definition is kept.
