@@ -182,7 +182,7 @@ impl Explanation<'_> {
         self.plan
             .mailboxes
             .get(mailbox as usize)
-            .map_or_else(|| format!("#{mailbox}"), |m| m.name.clone())
+            .map_or_else(|| format!("#{mailbox}"), |m| m.name.to_owned())
     }
 
     fn backend(&self, backend: u32) -> Option<&Backend> {
@@ -749,7 +749,7 @@ mod tests {
             source: SourceRef::new(file, 2),
         });
         plan.mailboxes.push(Mailbox {
-            name: "alice".to_owned(),
+            name: "alice",
             backend: 0,
             password_hash: None,
             source: SourceRef::new(file, 3),

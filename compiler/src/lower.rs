@@ -27,9 +27,9 @@ use mailgw_plan::{
     normalized_address, AddressPattern, AddressSpace, AuthMode, AuthPlan, Backend, Condition,
     Connector, Deliver, Direction, Disclaimer, Dns, DomainPattern, Endpoint, EndpointTls, Etrn,
     Filter, Gateway, Group, Journal, JournalScope, Limits, Listener, ListenerTls, LocalDomain, Log,
-    LogLevel, Mailbox, Member, Ndr, Network, Plan, Position, Protocol, Queue, RecipientTable,
-    RelayAction, RelayRule, SenderMatch, SourceMap, SourceRef, Target, TlsMode, TlsPolicy,
-    TlsProfile, TlsSource, UnknownRecipients, Verify,
+    LogLevel, Mailbox, Mailboxes, Member, Ndr, Network, Plan, Position, Protocol, Queue,
+    RecipientTable, RelayAction, RelayRule, SenderMatch, SourceMap, SourceRef, Target, TlsMode,
+    TlsPolicy, TlsProfile, TlsSource, UnknownRecipients, Verify,
 };
 
 use crate::ast::{self, Config};
@@ -62,7 +62,9 @@ pub fn lower(db: &SourceDb, config: &Config) -> Plan {
     // The recipient table is the one place a mailbox's addresses are kept;
     // their keys are borrowed from the configuration until it is built.
     let mut mailbox_addresses = Vec::with_capacity(config.mailboxes.len() * 2);
-    plan.mailboxes.reserve(config.mailboxes.len());
+    // Sized once; a name's span holds its quotes, so this is a little more.
+    let name_bytes = config.mailboxes.iter().map(|m| m.name.span.len()).sum();
+    plan.mailboxes = Mailboxes::with_capacity(config.mailboxes.len(), name_bytes);
     for mailbox in &config.mailboxes {
         if let Some(lowered) = cx.mailbox(mailbox, &backend_names) {
             let target = Target::Mailbox(index(plan.mailboxes.len()));
@@ -191,7 +193,7 @@ fn index(i: usize) -> u32 {
 /// Mailbox and group names, for group members and delivery restrictions.
 struct Recipients<'a> {
     /// The plan's mailboxes, whose names [`Recipients::mailbox`] looks up.
-    mailbox_list: &'a [Mailbox],
+    mailbox_list: &'a Mailboxes,
     /// Their name table, made at the first lookup: most configurations name
     /// few mailboxes or none there, and a directory has 100,000s of them.
     mailboxes: OnceCell<NameTable<'a, u32>>,
@@ -203,7 +205,7 @@ impl Recipients<'_> {
     fn mailbox(&self, name: &str) -> Option<u32> {
         let table = self
             .mailboxes
-            .get_or_init(|| names(self.mailbox_list.iter().map(|m| m.name.as_str())));
+            .get_or_init(|| names(self.mailbox_list.iter().map(|m| m.name)));
         table.get(name).copied()
     }
 }
@@ -418,19 +420,19 @@ impl<'a> Lowering<'a> {
 
     /// A mailbox, or `None` when its backend does not exist (its addresses
     /// then are unknown and refused).
-    fn mailbox(
+    fn mailbox<'m>(
         &mut self,
-        mailbox: &ast::Mailbox,
+        mailbox: &'m ast::Mailbox,
         backends: &NameTable<'_, u32>,
-    ) -> Option<Mailbox> {
+    ) -> Option<Mailbox<'m>>
+    where
+        'a: 'm,
+    {
         let backend = *backends.get(self.db.text(&mailbox.backend))?;
         Some(Mailbox {
-            name: self.db.text(&mailbox.name).to_owned(),
+            name: self.db.text(&mailbox.name),
             backend,
-            password_hash: mailbox
-                .password
-                .as_ref()
-                .map(|p| self.db.text(p).to_owned()),
+            password_hash: mailbox.password.as_ref().map(|p| self.db.text(p)),
             source: self.at(mailbox.span),
         })
     }
@@ -748,9 +750,10 @@ unknown-recipients forward to catchall.example.com:25
     fn names_become_indices_of_first_definitions() {
         let plan = lowered(CONFIG);
         assert_eq!(plan.backends[1].name, "mbx2");
-        let alice = &plan.mailboxes[0];
-        assert_eq!((alice.name.as_str(), alice.backend), ("alice", 1));
-        assert_eq!(plan.mailboxes[1].backend, 0, "bob is on mbx1");
+        let mailbox = |i| plan.mailboxes.get(i).expect("lowered");
+        let alice = mailbox(0);
+        assert_eq!((alice.name, alice.backend), ("alice", 1));
+        assert_eq!(mailbox(1).backend, 0, "bob is on mbx1");
         assert_eq!(plan.listeners[0].tls.profile, Some(0));
         assert_eq!(plan.listeners[0].tls.mode, TlsMode::StartTlsOffer);
         let out = &plan.connectors[0];
@@ -815,11 +818,12 @@ unknown-recipients forward to catchall.example.com:25
         assert_eq!(plan.sources.files, ["test.mailgw"]);
         assert_eq!(line(&plan, plan.tls[0].source), "test.mailgw:2");
         assert_eq!(line(&plan, plan.listeners[0].source), "test.mailgw:3");
-        assert_eq!(line(&plan, plan.mailboxes[0].source), "test.mailgw:12");
+        let mailbox = |i| plan.mailboxes.get(i).expect("lowered").source;
+        assert_eq!(line(&plan, mailbox(0)), "test.mailgw:12");
         assert_eq!(line(&plan, plan.backends[0].source), "test.mailgw:13");
         assert_eq!(line(&plan, plan.domains[0].source), "test.mailgw:15");
         assert_eq!(line(&plan, plan.groups[0].source), "test.mailgw:16");
-        assert_eq!(line(&plan, plan.mailboxes[1].source), "test.mailgw:17");
+        assert_eq!(line(&plan, mailbox(1)), "test.mailgw:17");
         assert_eq!(line(&plan, plan.connectors[0].source), "test.mailgw:19");
         assert_eq!(
             line(&plan, plan.connectors[0].address_spaces[0].source),
@@ -922,7 +926,7 @@ connector "c" { address-space "*" cost 1; deliver mx; accept-from group "missing
 "#,
         );
         assert!(plan.listeners.is_empty(), "no TLS profile: left out");
-        let names: Vec<&str> = plan.mailboxes.iter().map(|m| m.name.as_str()).collect();
+        let names: Vec<&str> = plan.mailboxes.iter().map(|m| m.name).collect();
         assert_eq!(names, ["alice", "alice"]);
         assert_eq!(
             plan.recipients.lookup("alice@example.com"),

@@ -136,8 +136,8 @@ fn standard_questions(plan: &Plan) -> Vec<String> {
         .filter(|(_, t)| *t == Target::Mailbox(0))
         .map(|(address, _)| address)
         .min()
-        .zip(plan.mailboxes.first())
-        .map(|(address, m)| (m.name.clone(), address.to_owned()));
+        .zip(plan.mailboxes.get(0))
+        .map(|(address, m)| (m.name.to_owned(), address.to_owned()));
     if let Some((_, address)) = &first_mailbox {
         questions.push(format!("--to {address}"));
     }

@@ -20,12 +20,12 @@ use std::path::{Path, PathBuf};
 use crate::chunked::write_body;
 use crate::connector::SenderMatch;
 use crate::plan::Plan;
-use crate::recipient::{Member, Target};
+use crate::recipient::Member;
 
 /// The first eight bytes of every plan file.
 pub const MAGIC: [u8; 8] = *b"MAILGWPL";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 /// Length of the header before the body.
 pub const HEADER_LEN: usize = 8 + 2 + 8 + 4;
 
@@ -254,10 +254,6 @@ impl Plan {
         let mailboxes = self.mailboxes.len();
         let groups = self.groups.len();
         let in_range = |i: u32, len: usize| (i as usize) < len;
-        let target_ok = |t: &Target| match *t {
-            Target::Mailbox(m) => in_range(m, mailboxes),
-            Target::Group(g) => in_range(g, groups),
-        };
         let sender_ok = |s: &SenderMatch| match *s {
             SenderMatch::Mailbox(m) => in_range(m, mailboxes),
             SenderMatch::Group(g) => in_range(g, groups),
@@ -270,13 +266,13 @@ impl Plan {
                 }
             }
         }
-        for mailbox in &self.mailboxes {
-            if !in_range(mailbox.backend, self.backends.len()) {
-                return Err(format!(
-                    "mailbox {} is on backend #{}",
-                    mailbox.name, mailbox.backend
-                ));
-            }
+        if !self.mailboxes.is_consistent(self.backends.len()) {
+            let elsewhere =
+                (self.mailboxes.iter()).find(|m| !in_range(m.backend, self.backends.len()));
+            return Err(match elsewhere {
+                Some(m) => format!("mailbox {} is on backend #{}", m.name, m.backend),
+                None => "the mailbox list is damaged".to_owned(),
+            });
         }
         for group in &self.groups {
             for member in &group.members {
@@ -293,7 +289,7 @@ impl Plan {
                 }
             }
         }
-        if !self.recipients.is_consistent() || !self.recipients.iter().all(|(_, t)| target_ok(&t)) {
+        if !self.recipients.is_consistent(mailboxes, groups) {
             return Err("the recipient table is damaged".to_owned());
         }
         for connector in &self.connectors {
@@ -340,13 +336,16 @@ mod tests {
     fn writes_in_chunks_behind_its_header() {
         // Far more than one chunk of body.
         let mut plan = sample_plan();
-        let mailbox = plan.mailboxes[0].clone();
+        let mut mailboxes = plan.mailboxes.clone();
+        let first = plan.mailboxes.get(0).expect("a mailbox");
         for i in 0..30_000 {
-            plan.mailboxes.push(crate::Mailbox {
-                name: format!("user{i:07}"),
-                ..mailbox.clone()
+            let name = format!("user{i:07}");
+            mailboxes.push(crate::Mailbox {
+                name: &name,
+                ..first
             });
         }
+        plan.mailboxes = mailboxes;
         let mut file = Cursor::new(b"prefix".to_vec());
         file.seek(SeekFrom::End(0)).expect("seek");
         let written = plan.write(&mut file).expect("writes");
@@ -468,9 +467,18 @@ mod tests {
     #[test]
     fn dangling_index_is_inconsistent() {
         let mut plan = sample_plan();
-        plan.mailboxes[0].backend = 99;
+        let mut mailboxes = plan.mailboxes.clone();
+        let first = plan.mailboxes.get(0).expect("a mailbox");
+        mailboxes.push(crate::Mailbox {
+            backend: 99,
+            ..first
+        });
+        plan.mailboxes = mailboxes;
         let err = Plan::from_bytes(&plan.to_bytes()).expect_err("dangling");
-        assert!(matches!(err, LoadError::Inconsistent(_)));
+        assert!(
+            matches!(&err, LoadError::Inconsistent(why) if why == "mailbox alice is on backend #99"),
+            "{err}"
+        );
     }
 
     proptest! {

@@ -20,6 +20,7 @@ pub mod address;
 mod backend;
 mod chunked;
 mod codec;
+mod columns;
 mod connector;
 mod inspect;
 mod listener;
@@ -52,7 +53,7 @@ pub use policy::{
     Direction, Disclaimer, Etrn, Filter, Journal, JournalScope, Log, LogLevel, Ndr, Position,
     Queue, UnknownRecipients,
 };
-pub use recipient::{Group, LocalDomain, Mailbox, Member, Target};
+pub use recipient::{Group, LocalDomain, Mailbox, Mailboxes, Member, Target};
 pub use recipient_table::{normalize_address, normalized_address, DuplicateKey, RecipientTable};
 pub use relay::{RelayQuery, RelayVerdict};
 pub use relay_rule::{Condition, RelayAction, RelayRule};

@@ -8,7 +8,7 @@ use crate::backend::Backend;
 use crate::connector::Connector;
 use crate::listener::{Listener, TlsProfile};
 use crate::policy::{Disclaimer, Etrn, Filter, Journal, Log, Ndr, Queue, UnknownRecipients};
-use crate::recipient::{Group, LocalDomain, Mailbox};
+use crate::recipient::{Group, LocalDomain, Mailboxes};
 use crate::recipient_table::RecipientTable;
 use crate::relay_rule::RelayRule;
 use crate::source::{SourceMap, SourceRef};
@@ -28,7 +28,7 @@ pub struct Plan {
     /// Domains this gateway accepts mail for; mail to them is never relaying.
     pub domains: Vec<LocalDomain>,
     /// Mailboxes, each on one backend.
-    pub mailboxes: Vec<Mailbox>,
+    pub mailboxes: Mailboxes,
     /// Distribution groups.
     pub groups: Vec<Group>,
     /// Every SMTP address of every mailbox and group, for fast lookup.
@@ -161,7 +161,7 @@ impl Plan {
             listeners: Vec::new(),
             backends: Vec::new(),
             domains: Vec::new(),
-            mailboxes: Vec::new(),
+            mailboxes: Mailboxes::default(),
             groups: Vec::new(),
             recipients: RecipientTable::default(),
             auth: AuthPlan::default(),

@@ -3,32 +3,51 @@
 //! A directory can hold hundreds of thousands of addresses. Rather than a
 //! list scanned at run time or a map rebuilt at load, the compiler builds an
 //! open-addressing hash table with a fixed, seedless hash (FNV-1a 64), so
-//! loading is a few large vectors and lookup is a probe or two. All keys live
-//! in one `String`; `offsets` marks where each ends.
+//! loading is three columns (see [`crate::columns`]) and lookup is a probe
+//! or two. All keys live end to end in one `String`.
 
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
 use crate::address::parse_mailbox;
+use crate::columns::{Strings, U32s};
 use crate::recipient::Target;
 
 /// Marks an empty slot.
 const EMPTY: u32 = u32::MAX;
 
+/// Marks a group's index among the packed targets.
+const GROUP: u32 = 1 << 31;
+
 /// A compile-time hash table from normalized address to [`Target`].
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct RecipientTable {
-    /// All keys, sorted, concatenated.
-    keys: String,
-    /// `offsets[i]..offsets[i + 1]` is key `i` in `keys`; `len + 1` entries
-    /// (empty when the table is empty).
-    offsets: Vec<u32>,
-    /// `targets[i]` belongs to key `i`.
-    targets: Vec<Target>,
+    /// The keys, in hash order.
+    keys: Strings,
+    /// The target of each key, packed: a mailbox's index, or a group's
+    /// with [`GROUP`] set.
+    targets: U32s,
     /// Power-of-two slot array holding entry indices or [`EMPTY`]; at most
     /// half full, linear probing.
-    slots: Vec<u32>,
+    slots: U32s,
+}
+
+/// A target as one number. An index of 2^31 or more (no configuration has
+/// that many recipients) saturates to one that exists nowhere.
+fn pack(target: Target) -> u32 {
+    match target {
+        Target::Mailbox(i) => i.min(GROUP - 1),
+        Target::Group(i) => GROUP | i.min(GROUP - 1),
+    }
+}
+
+fn unpack(packed: u32) -> Target {
+    if packed & GROUP == 0 {
+        Target::Mailbox(packed)
+    } else {
+        Target::Group(packed & !GROUP)
+    }
 }
 
 /// Two entries with the same normalized address.
@@ -183,33 +202,30 @@ impl RecipientTable {
         entries: &[(K, Target)],
         order: &[(u64, u32)],
     ) -> RecipientTable {
-        let mut table = RecipientTable::default();
         let ordered = || {
             order
                 .iter()
                 .filter_map(|&(hash, position)| Some((hash, entries.get(position as usize)?)))
         };
         if order.is_empty() {
-            return table;
+            return RecipientTable::default();
         }
         let slot_count = (order.len() * 2).next_power_of_two();
-        table.slots = vec![EMPTY; slot_count];
-        table.offsets.reserve(order.len() + 1);
-        table
-            .keys
-            .reserve(ordered().map(|(_, e)| e.0.as_ref().len()).sum());
-        table.targets.reserve(order.len());
-        table.offsets.push(0);
+        let key_bytes = ordered().map(|(_, e)| e.0.as_ref().len()).sum();
+        let mut table = RecipientTable {
+            keys: Strings::with_capacity(order.len(), key_bytes),
+            targets: U32s::with_capacity(order.len()),
+            slots: U32s::filled(EMPTY, slot_count),
+        };
         let mask = slot_count - 1;
         for (index, (hash, (key, target))) in ordered().enumerate() {
-            table.keys.push_str(key.as_ref());
-            table.offsets.push(to_u32(table.keys.len()));
-            table.targets.push(*target);
+            table.keys.push(key.as_ref());
+            table.targets.push(pack(*target));
             let mut slot = (hash as usize) & mask;
-            while table.slots[slot] != EMPTY {
+            while table.slots.get(slot).is_some_and(|s| s != EMPTY) {
                 slot = (slot + 1) & mask;
             }
-            table.slots[slot] = to_u32(index);
+            table.slots.set(slot, to_u32(index));
         }
         table
     }
@@ -224,12 +240,12 @@ impl RecipientTable {
         }
         let mut slot = (fnv1a(normalized.as_bytes()) % count as u64) as usize;
         for _ in 0..count {
-            let index = *self.slots.get(slot)?;
+            let index = self.slots.get(slot)?;
             if index == EMPTY {
                 return None;
             }
-            if self.key(index as usize) == Some(normalized) {
-                return self.targets.get(index as usize).copied();
+            if self.keys.get(index as usize) == Some(normalized) {
+                return self.targets.get(index as usize).map(unpack);
             }
             slot = (slot + 1) % count;
         }
@@ -243,36 +259,31 @@ impl RecipientTable {
 
     /// Whether the table holds no address.
     pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
+        self.targets.len() == 0
     }
 
     /// All addresses and their targets, in the table's fixed (hash) order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Target)> + '_ {
-        self.targets
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| Some((self.key(i)?, *t)))
+        (self.targets.iter().enumerate()).map_while(|(i, t)| Some((self.keys.get(i)?, unpack(t))))
     }
 
-    /// Key number `index`, if the offsets are sound.
-    fn key(&self, index: usize) -> Option<&str> {
-        let start = *self.offsets.get(index)? as usize;
-        let end = *self.offsets.get(index + 1)? as usize;
-        self.keys.get(start..end)
-    }
-
-    /// Whether every slot and offset points inside the table; used when a
-    /// plan is loaded.
-    pub(crate) fn is_consistent(&self) -> bool {
+    /// Whether every key can be read, every slot points at one, some slot
+    /// is empty and every target is below `mailboxes` or `groups`; used
+    /// when a plan is loaded.
+    pub(crate) fn is_consistent(&self, mailboxes: usize, groups: usize) -> bool {
         let n = self.targets.len();
-        let offsets_ok = if n == 0 {
-            self.offsets.is_empty() && self.keys.is_empty()
-        } else {
-            self.offsets.len() == n + 1 && (0..n).all(|i| self.key(i).is_some())
-        };
-        let slots_ok = self.slots.iter().all(|&s| s == EMPTY || (s as usize) < n)
+        let targets_ok = self.targets.iter().all(|t| match unpack(t) {
+            Target::Mailbox(m) => (m as usize) < mailboxes,
+            Target::Group(g) => (g as usize) < groups,
+        });
+        let slots_ok = self.slots.iter().all(|s| s == EMPTY || (s as usize) < n)
             && (n == 0 || self.slots.len() > n);
-        offsets_ok && slots_ok
+        self.keys.is_consistent()
+            && self.keys.len() == n
+            && self.targets.is_whole()
+            && self.slots.is_whole()
+            && targets_ok
+            && slots_ok
     }
 }
 
@@ -293,7 +304,7 @@ mod tests {
             .collect();
         let table = RecipientTable::build(entries).expect("no duplicates");
         assert_eq!(table.len(), 1000);
-        assert!(table.is_consistent());
+        assert!(table.is_consistent(1000, 0));
         for i in 0..1000 {
             assert_eq!(
                 table.lookup(&format!("user{i}@example.com")),
@@ -404,14 +415,25 @@ mod tests {
     fn empty_and_damaged_tables_do_not_panic() {
         let empty = RecipientTable::build(Vec::new()).expect("empty");
         assert_eq!(empty.lookup("a@b"), None);
-        let damaged = RecipientTable {
-            keys: "ab".into(),
-            offsets: vec![0, 7],
-            targets: vec![Target::Mailbox(0)],
-            slots: vec![0, 0, 0],
-        };
+        let one = || RecipientTable::build(vec![("ab".to_owned(), Target::Group(0))]);
+        let mut damaged = one().expect("one key");
+        assert!(damaged.is_consistent(0, 1));
+        assert!(!damaged.is_consistent(1, 0), "no such group");
+        damaged.keys = Strings::default();
         assert_eq!(damaged.lookup("ab"), None);
-        assert!(!damaged.is_consistent());
+        assert!(!damaged.is_consistent(0, 1));
+        let mut full = one().expect("one key");
+        full.slots = U32s::filled(0, 1);
+        assert_eq!(full.lookup("zz"), None, "no empty slot, still an answer");
+        assert!(!full.is_consistent(0, 1));
+        assert_eq!(
+            (pack(Target::Group(3)), unpack(pack(Target::Group(3)))),
+            (GROUP | 3, Target::Group(3))
+        );
+        assert_eq!(
+            unpack(pack(Target::Mailbox(u32::MAX))),
+            Target::Mailbox(GROUP - 1)
+        );
     }
 
     #[test]

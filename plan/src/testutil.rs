@@ -40,9 +40,9 @@ fn connector(name: &str, line: u32, spaces: Vec<AddressSpace>) -> Connector {
 }
 
 /// A mailbox on backend 0, and its addresses for the recipient table.
-fn mailbox(name: &str, addresses: &[&str], line: u32) -> (Mailbox, Vec<String>) {
+fn mailbox<'a>(name: &'a str, addresses: &[&str], line: u32) -> (Mailbox<'a>, Vec<String>) {
     let mailbox = Mailbox {
-        name: name.to_owned(),
+        name,
         backend: 0,
         password_hash: None,
         source: src(line),

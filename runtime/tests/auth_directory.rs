@@ -27,9 +27,9 @@ fn plan(mailboxes: &[(&str, &str, Option<String>)]) -> Arc<Plan> {
     let mut entries = Vec::new();
     for (index, (name, address, hash)) in mailboxes.iter().enumerate() {
         plan.mailboxes.push(Mailbox {
-            name: (*name).to_owned(),
+            name,
             backend: 0,
-            password_hash: hash.clone(),
+            password_hash: hash.as_deref(),
             source: SourceRef::new(0, 1),
         });
         entries.push(((*address).to_owned(), Target::Mailbox(index as u32)));

@@ -57,7 +57,7 @@ fn plan_with_ca(port: u16, tls: EndpointTls, ca: Option<String>, names: &[&str])
     let mut entries = Vec::new();
     for (index, name) in names.iter().enumerate() {
         plan.mailboxes.push(Mailbox {
-            name: (*name).to_owned(),
+            name,
             backend: 0,
             password_hash: None,
             source: SourceRef::new(0, 2),

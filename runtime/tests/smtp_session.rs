@@ -49,7 +49,7 @@ fn plan() -> Plan {
     });
     for (name, line) in [("alice", 20), ("postmaster", 21)] {
         plan.mailboxes.push(Mailbox {
-            name: name.into(),
+            name,
             backend: 0,
             password_hash: None,
             source: src(line),

@@ -53,7 +53,7 @@ impl Authenticator {
         let mut names = HashMap::with_capacity(plan.mailboxes.len());
         for (index, mailbox) in plan.mailboxes.iter().enumerate() {
             if let Ok(index) = u32::try_from(index) {
-                names.entry(mailbox.name.clone()).or_insert(index);
+                names.entry(mailbox.name.to_owned()).or_insert(index);
             }
         }
         Authenticator {
@@ -138,7 +138,7 @@ impl Authenticator {
     async fn verify_directory(&self, mailbox: Option<u32>, password: &str) -> Verdict {
         let stored = mailbox.and_then(|index| {
             let entry = self.plan.mailboxes.get(usize::try_from(index).ok()?)?;
-            Some((index, entry.password_hash.clone()?))
+            Some((index, entry.password_hash?.to_owned()))
         });
         let Ok(_permit) = self.hashing.acquire().await else {
             return Verdict::Unavailable;
@@ -181,7 +181,7 @@ impl Authenticator {
             return Verdict::Unavailable;
         };
         let attempt = imap::Attempt {
-            user: &entry.name,
+            user: entry.name,
             password,
             client,
         };

@@ -67,7 +67,7 @@ pub async fn login(
         .ok()
         .and_then(|i| plan.backends.get(i))
         .ok_or(LoginFailure::Unavailable)?;
-    let mut user = mailbox.name.clone();
+    let mut user = mailbox.name.to_owned();
     let mut hops = 0;
     loop {
         let Some(endpoint) = endpoint(backend, protocol) else {

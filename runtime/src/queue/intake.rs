@@ -167,10 +167,7 @@ fn expand(plan: &Plan, members: &MemberAddresses, group: &mailgw_plan::Address) 
             mailgw_plan::Recipient::Mailbox { mailbox, .. } => {
                 let address = members.get(mailbox).map(str::to_owned);
                 if address.is_none() {
-                    let name = plan
-                        .mailboxes
-                        .get(mailbox as usize)
-                        .map(|m| m.name.as_str());
+                    let name = plan.mailboxes.get(mailbox as usize).map(|m| m.name);
                     tracing::warn!(%group, mailbox = ?name, "group member has no address; skipped");
                 }
                 address

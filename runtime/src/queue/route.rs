@@ -108,7 +108,7 @@ pub fn decide(plan: &Plan, envelope: &Envelope, recipient: &Recipient) -> Decisi
             Decision::Deliver {
                 way: Way::Backend {
                     backend,
-                    mailbox: m.name.clone(),
+                    mailbox: m.name.to_owned(),
                 },
                 direction: inbound,
             }
