@@ -1,5 +1,7 @@
 //! The fast directory reader: `[[mailbox]]` and `[[group]]` tables read
 //! straight from `toml_parser`'s events, without building a TOML document.
+//! Each piece of the file is first given to [`super::scan`], which sends
+//! the same events for the plain shape without `toml_parser`'s tokenizer.
 //!
 //! It accepts only the plain shape directories have in practice: array-table
 //! headers with one key, `key = "string"` and `key = ["string", ...]` with
@@ -16,7 +18,7 @@ use toml_parser::decoder::{Encoding, ScalarKind};
 use toml_parser::parser::EventReceiver;
 use toml_parser::{ErrorSink, ParseError, Raw, Source};
 
-use super::{checked_address, Entries};
+use super::{checked_address, scan, Entries};
 use crate::ast::{Group, Mailbox};
 use crate::source::{FileId, Span, Spanned, Text};
 
@@ -126,35 +128,31 @@ struct Piece<'i> {
     text: &'i str,
 }
 
-/// Reads one piece into `entries`; `tokens` and `scratch` are buffers
-/// reused from piece to piece.
+/// Reads one piece into `entries`: with the scanner of the plain shape,
+/// else with `toml_parser`. `tokens` and `scratch` are buffers reused from
+/// piece to piece.
 fn read_piece(
     piece: Piece<'_>,
     tokens: &mut Vec<toml_parser::lexer::Token>,
     scratch: &mut String,
     entries: &mut Entries,
 ) -> Option<()> {
-    let source = Source::new(piece.text);
+    let before = entries.lengths();
+    let mut collector = Collector::new(piece, entries, scratch);
+    if scan::scan(piece.text, &mut collector) {
+        return collector.finish();
+    }
+    // Not the plain shape: what the scanner read goes, toml_parser reads it all.
+    entries.truncate(before);
+    let mut collector = Collector::new(piece, entries, scratch);
     tokens.clear();
-    tokens.extend(source.lex());
-    let mut collector = Collector {
-        source,
-        piece,
-        entries,
-        scratch,
-        table: None,
-        header: Header::Outside,
-        field: None,
-        in_array: false,
-        failed: false,
-    };
+    tokens.extend(collector.source.lex());
     let mut errors = Failed(false);
     toml_parser::parser::parse_document(tokens, &mut collector, &mut errors);
-    if errors.0 || collector.failed {
+    if errors.0 {
         return None;
     }
-    collector.finish_table();
-    (!collector.failed).then_some(())
+    collector.finish()
 }
 
 /// Records whether the parser reported any error.
@@ -245,7 +243,31 @@ struct Collector<'i, 'e> {
     failed: bool,
 }
 
-impl Collector<'_, '_> {
+impl<'i, 'e> Collector<'i, 'e> {
+    fn new(piece: Piece<'i>, entries: &'e mut Entries, scratch: &'e mut String) -> Self {
+        Collector {
+            source: Source::new(piece.text),
+            piece,
+            entries,
+            scratch,
+            table: None,
+            header: Header::Outside,
+            field: None,
+            in_array: false,
+            failed: false,
+        }
+    }
+
+    /// After the last event: the last table added, or `None` if the piece
+    /// is not a directory's plain shape.
+    fn finish(mut self) -> Option<()> {
+        if self.failed {
+            return None;
+        }
+        self.finish_table();
+        (!self.failed).then_some(())
+    }
+
     fn fail(&mut self) {
         self.failed = true;
     }

@@ -25,6 +25,7 @@ use crate::source::{FileId, SourceDb, Span, Spanned, Text};
 use crate::suggest;
 
 mod events;
+mod scan;
 
 /// The entries read so far: the configuration's lists, which a directory's
 /// mailboxes and groups are appended to.
@@ -108,7 +109,8 @@ const FIELDS: &[&str] = &[
 ///
 /// Directories are large (hundreds of thousands of mailboxes), so the
 /// common shape — `[[mailbox]]`/`[[group]]` tables of strings and string
-/// arrays — is read straight from the TOML parser's events. Anything else,
+/// arrays — is read straight from the TOML parser's events, or from a
+/// scanner of its plainest form (`scan`) that sends the same. Anything else,
 /// valid or not, goes through the `toml` crate's full deserializer, which
 /// also gives the exact error for a broken file; both readers give the same
 /// entries for the files the fast one accepts (tested).
