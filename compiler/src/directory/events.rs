@@ -90,7 +90,9 @@ fn pieces(text: &str, size: usize) -> Vec<(usize, usize)> {
 /// At least the number of mailboxes in consecutive `pieces` of `text`.
 fn mailboxes_in(text: &str, pieces: &[(usize, usize)]) -> usize {
     match (pieces.first(), pieces.last()) {
-        (Some(first), Some(last)) => text[first.0..last.1].matches("[[mailbox]]").count(),
+        (Some(first), Some(last)) => {
+            memchr::memmem::find_iter(&text.as_bytes()[first.0..last.1], "[[mailbox]]").count()
+        }
         _ => 0,
     }
 }
