@@ -214,8 +214,10 @@ impl Recipients<'_> {
 struct Lowering<'a> {
     db: &'a SourceDb,
     sources: SourceMap,
-    /// Source map index of each [`FileId`] already seen.
-    files: Vec<Option<u32>>,
+    /// Each [`FileId`] already seen: its source map index, and the line
+    /// (0-based) of the last item lowered from it, where the next one's
+    /// line is looked for first.
+    files: Vec<Option<(u32, usize)>>,
     /// The main file's directory, which source map names are relative to.
     root: Option<PathBuf>,
 }
@@ -244,18 +246,18 @@ impl<'a> Lowering<'a> {
         let Some((_, file)) = self.db.files().nth(slot) else {
             return SourceRef::new(u32::MAX, 0);
         };
-        let file_index = match self.files.get(slot).copied().flatten() {
-            Some(i) => i,
+        let (file_index, near) = match self.files.get(slot).copied().flatten() {
+            Some(seen) => seen,
             None => {
                 let name = self.display(&file.path, &file.name);
-                let i = self.sources.add(&name);
-                if let Some(entry) = self.files.get_mut(slot) {
-                    *entry = Some(i);
-                }
-                i
+                (self.sources.add(&name), 0)
             }
         };
-        SourceRef::new(file_index, file.line(span.start))
+        let line = file.line_near(span.start, near);
+        if let Some(entry) = self.files.get_mut(slot) {
+            *entry = Some((file_index, line));
+        }
+        SourceRef::new(file_index, line as u32 + 1)
     }
 
     /// The name of a file in the source map: relative to the main file's

@@ -16,9 +16,9 @@
 //! anything — usually a typo in the domain or a forgotten `domain` statement.
 //! Only checked when the configuration declares at least one local domain.
 //!
-//! The check makes one pass over all addresses with a hash map for lookups,
+//! The duplicate check sorts the addresses' hashes and compares neighbours,
 //! so a directory of hundreds of thousands of addresses costs milliseconds;
-//! findings come out in the order of the addresses, never of the map.
+//! findings come out in the order of the addresses, never of a map.
 //!
 //! This file also holds the address helpers the other recipient checks share.
 
@@ -54,47 +54,52 @@ impl Owner {
     }
 }
 
-/// Every recipient address with its owner, mailboxes first, each list in read order.
-fn owned_addresses<'a>(
-    config: &'a Config,
-) -> impl Iterator<Item = (Owner, &'a Spanned<Text>)> + 'a {
-    let mailboxes = config
-        .mailboxes
-        .iter()
-        .enumerate()
-        .flat_map(|(i, m)| m.addresses.iter().map(move |a| (Owner::Mailbox(i), a)));
-    let groups = config
-        .groups
-        .iter()
-        .enumerate()
-        .flat_map(|(i, g)| g.addresses.iter().map(move |a| (Owner::Group(i), a)));
+/// Every mailbox and group with its addresses, mailboxes first, each list
+/// in read order; the position in this order numbers a recipient.
+fn recipients(config: &Config) -> impl Iterator<Item = (Owner, &[Spanned<Text>])> + '_ {
+    let mailboxes = (config.mailboxes.iter().enumerate())
+        .map(|(i, m)| (Owner::Mailbox(i), m.addresses.as_slice()));
+    let groups =
+        (config.groups.iter().enumerate()).map(|(i, g)| (Owner::Group(i), g.addresses.as_slice()));
     mailboxes.chain(groups)
+}
+
+/// Recipient number `n` of [`recipients`].
+fn recipient(config: &Config, n: usize) -> Option<(Owner, &[Spanned<Text>])> {
+    match n.checked_sub(config.mailboxes.len()) {
+        None => Some((Owner::Mailbox(n), &config.mailboxes.get(n)?.addresses)),
+        Some(g) => Some((Owner::Group(g), &config.groups.get(g)?.addresses)),
+    }
+}
+
+/// Every recipient address with its owner, mailboxes first, each list in read order.
+fn owned_addresses(config: &Config) -> impl Iterator<Item = (Owner, &Spanned<Text>)> + '_ {
+    recipients(config).flat_map(|(owner, list)| list.iter().map(move |a| (owner, a)))
 }
 
 fn duplicates(cx: &mut Context<'_>) {
     let (db, config) = (cx.db, cx.config);
-    let count = (config.mailboxes.iter().map(|m| m.addresses.len()))
-        .chain(config.groups.iter().map(|g| g.addresses.len()))
-        .sum();
-    let mut addresses: Vec<(Owner, &Spanned<Text>)> = Vec::with_capacity(count);
-    addresses.extend(owned_addresses(config));
-    // Sorting (hash, index) pairs and comparing neighbours finds the
-    // duplicates among 200,000 addresses without the random memory access
-    // of a hash map; the text is compared only where hashes agree.
-    let mut order: Vec<(u64, u32)> = addresses
-        .iter()
-        .enumerate()
-        .map(|(i, (_, a))| (hash(&normalize(db.text(a))), i as u32))
-        .collect();
+    // Sorting (hash, recipient, address) triples and comparing neighbours
+    // finds the duplicates among 200,000 addresses without the random
+    // memory access of a hash map; the text is compared only where hashes
+    // agree.
+    let count = recipients(config).map(|(_, list)| list.len()).sum();
+    let mut order: Vec<(u64, u32, u32)> = Vec::with_capacity(count);
+    for (n, (_, list)) in recipients(config).enumerate() {
+        order.extend(list.iter().enumerate().map(|(i, a)| {
+            let key = hash(&normalize(db.text(a)));
+            (key, n as u32, i as u32)
+        }));
+    }
     order.sort_unstable();
     let mut run = 0;
     while run < order.len() {
         let end = order[run..]
             .iter()
-            .position(|(h, _)| *h != order[run].0)
+            .position(|(h, _, _)| *h != order[run].0)
             .map_or(order.len(), |n| run + n);
         if end - run > 1 {
-            same_hash(cx, &addresses, &order[run..end]);
+            same_hash(cx, &order[run..end]);
         }
         run = end;
     }
@@ -102,12 +107,15 @@ fn duplicates(cx: &mut Context<'_>) {
 
 /// Reports the duplicates among addresses whose keys hash alike: each later
 /// place (in source order) against the first place of the same address.
-fn same_hash(cx: &mut Context<'_>, addresses: &[(Owner, &Spanned<Text>)], run: &[(u64, u32)]) {
-    let db = cx.db;
+fn same_hash(cx: &mut Context<'_>, run: &[(u64, u32, u32)]) {
+    let (db, config) = (cx.db, cx.config);
     let mut places: Vec<(Cow<'_, str>, Span, Owner, &str)> = run
         .iter()
-        .filter_map(|(_, i)| addresses.get(*i as usize))
-        .map(|(owner, a)| (normalize(db.text(a)), a.span, *owner, db.text(a)))
+        .filter_map(|&(_, n, i)| {
+            let (owner, list) = recipient(config, n as usize)?;
+            Some((owner, list.get(i as usize)?))
+        })
+        .map(|(owner, a)| (normalize(db.text(a)), a.span, owner, db.text(a)))
         .collect();
     places.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let mut first = 0;
@@ -118,7 +126,7 @@ fn same_hash(cx: &mut Context<'_>, addresses: &[(Owner, &Spanned<Text>)], run: &
         }
         let (_, span, owner, text) = places[i];
         let earlier = (places[first].1, places[first].2);
-        cx.report(duplicate(db, cx.config, text, earlier, (span, owner)));
+        cx.report(duplicate(db, config, text, earlier, (span, owner)));
     }
 }
 
