@@ -141,10 +141,12 @@ fn standard_questions(plan: &Plan) -> Vec<String> {
     if let Some((_, address)) = &first_mailbox {
         questions.push(format!("--to {address}"));
     }
+    // The alphabetically first group address.
     let group = plan
         .recipients
         .iter()
-        .find(|(_, t)| matches!(t, Target::Group(_)));
+        .filter(|(_, t)| matches!(t, Target::Group(_)))
+        .min();
     if let Some((address, _)) = group {
         let from = first_mailbox
             .as_ref()

@@ -4,7 +4,8 @@
 //! list scanned at run time or a map rebuilt at load, the compiler builds an
 //! open-addressing hash table with a fixed, seedless hash (FNV-1a 64), so
 //! loading is three columns (see [`crate::columns`]) and lookup is a probe
-//! or two. All keys live end to end in one `String`.
+//! or two. All keys live end to end in one `String`, in the order they were
+//! given.
 
 use std::borrow::Cow;
 
@@ -55,7 +56,7 @@ fn unpack(packed: u32) -> Target {
 pub struct DuplicateKey {
     /// The normalized address.
     pub key: String,
-    /// The target that came first in key order.
+    /// The target given first.
     pub first: Target,
     /// The other target.
     pub second: Target,
@@ -115,26 +116,6 @@ fn normalize_by_parsing(address: &str) -> String {
     }
 }
 
-/// The hash and position of each entry, ordered by hash, then key, then
-/// position, so entries with the same key keep their input order. Ordering
-/// by hash first keeps the table independent of the input order while
-/// keys, which share long prefixes, are compared only on hash ties; sorting
-/// these small pairs rather than the entries moves no key.
-fn by_hash<K: AsRef<str>>(entries: &[(K, Target)]) -> Vec<(u64, u32)> {
-    let key = |position: u32| entries.get(position as usize).map(|e| e.0.as_ref());
-    let mut order: Vec<(u64, u32)> = entries
-        .iter()
-        .enumerate()
-        .map(|(position, (key, _))| (fnv1a(key.as_ref().as_bytes()), to_u32(position)))
-        .collect();
-    order.sort_unstable_by(|a, b| {
-        (a.0.cmp(&b.0))
-            .then_with(|| key(a.1).cmp(&key(b.1)))
-            .then(a.1.cmp(&b.1))
-    });
-    order
-}
-
 /// FNV-1a, 64 bit: fixed and seedless, so the table is the same on every
 /// build and every machine.
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -146,9 +127,64 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// A table being built: entries go in one after the other, keys and
+/// targets in that order, each key once. Nothing is sorted and the keys are
+/// copied in order; the slots, at most half full, are found by probing, with
+/// each entry's hash kept aside so that a probe compares keys only where
+/// the hashes agree.
+struct Builder {
+    table: RecipientTable,
+    hashes: Vec<u64>,
+    mask: usize,
+}
+
+impl Builder {
+    /// Room for `entries`.
+    fn new<K: AsRef<str>>(entries: &[(K, Target)]) -> Builder {
+        if entries.is_empty() {
+            return Builder {
+                table: RecipientTable::default(),
+                hashes: Vec::new(),
+                mask: 0,
+            };
+        }
+        let slot_count = (entries.len() * 2).next_power_of_two();
+        let key_bytes = entries.iter().map(|(key, _)| key.as_ref().len()).sum();
+        Builder {
+            table: RecipientTable {
+                keys: Strings::with_capacity(entries.len(), key_bytes),
+                targets: U32s::with_capacity(entries.len()),
+                slots: U32s::filled(EMPTY, slot_count),
+            },
+            hashes: Vec::with_capacity(entries.len()),
+            mask: slot_count - 1,
+        }
+    }
+
+    /// Adds `key` for `target`; when the key is in already, leaves the
+    /// table as it is and gives the target it has.
+    fn insert(&mut self, key: &str, target: Target) -> Result<(), Target> {
+        let hash = fnv1a(key.as_bytes());
+        let mut slot = (hash as usize) & self.mask;
+        while let Some(index) = self.table.slots.get(slot).filter(|&i| i != EMPTY) {
+            let index = index as usize;
+            if self.hashes.get(index) == Some(&hash) && self.table.keys.get(index) == Some(key) {
+                let first = self.table.targets.get(index).map_or(target, unpack);
+                return Err(first);
+            }
+            slot = (slot + 1) & self.mask;
+        }
+        self.table.slots.set(slot, to_u32(self.hashes.len()));
+        self.table.keys.push(key);
+        self.table.targets.push(pack(target));
+        self.hashes.push(hash);
+        Ok(())
+    }
+}
+
 impl RecipientTable {
-    /// Builds the table. Keys are normalized with [`normalize_address`] and
-    /// ordered by their hash, so the result does not depend on the input order.
+    /// Builds the table. Keys are normalized with [`normalize_address`];
+    /// the same entries in the same order always give the same table.
     pub fn build(
         entries: impl IntoIterator<Item = (String, Target)>,
     ) -> Result<RecipientTable, DuplicateKey> {
@@ -168,66 +204,29 @@ impl RecipientTable {
     pub fn build_normalized<K: AsRef<str>>(
         entries: Vec<(K, Target)>,
     ) -> Result<RecipientTable, DuplicateKey> {
-        let order = by_hash(&entries);
-        let entry = |position: u32| entries.get(position as usize);
-        for pair in order.windows(2) {
-            if let [(ha, a), (hb, b)] = pair {
-                if let (true, Some((ka, ta)), Some((kb, tb))) = (ha == hb, entry(*a), entry(*b)) {
-                    if ka.as_ref() == kb.as_ref() {
-                        return Err(DuplicateKey {
-                            key: ka.as_ref().to_owned(),
-                            first: *ta,
-                            second: *tb,
-                        });
-                    }
-                }
+        let mut builder = Builder::new(&entries);
+        for (key, target) in &entries {
+            if let Err(first) = builder.insert(key.as_ref(), *target) {
+                return Err(DuplicateKey {
+                    key: key.as_ref().to_owned(),
+                    first,
+                    second: *target,
+                });
             }
         }
-        Ok(RecipientTable::from_ordered(&entries, &order))
+        Ok(builder.table)
     }
 
     /// Builds the table from normalized keys, keeping the first entry of a
     /// key given more than once (the compiler's choice for an address listed
     /// twice on one recipient, which is only a warning).
     pub fn build_first_wins<K: AsRef<str>>(entries: Vec<(K, Target)>) -> RecipientTable {
-        let mut order = by_hash(&entries);
-        let key = |position: u32| entries.get(position as usize).map(|e| e.0.as_ref());
-        order.dedup_by(|later, first| later.0 == first.0 && key(later.1) == key(first.1));
-        RecipientTable::from_ordered(&entries, &order)
-    }
-
-    /// The table of `entries` taken in `order`: hash order, without
-    /// duplicates.
-    fn from_ordered<K: AsRef<str>>(
-        entries: &[(K, Target)],
-        order: &[(u64, u32)],
-    ) -> RecipientTable {
-        let ordered = || {
-            order
-                .iter()
-                .filter_map(|&(hash, position)| Some((hash, entries.get(position as usize)?)))
-        };
-        if order.is_empty() {
-            return RecipientTable::default();
+        let mut builder = Builder::new(&entries);
+        for (key, target) in &entries {
+            // A key already in keeps its first target.
+            let _ = builder.insert(key.as_ref(), *target);
         }
-        let slot_count = (order.len() * 2).next_power_of_two();
-        let key_bytes = ordered().map(|(_, e)| e.0.as_ref().len()).sum();
-        let mut table = RecipientTable {
-            keys: Strings::with_capacity(order.len(), key_bytes),
-            targets: U32s::with_capacity(order.len()),
-            slots: U32s::filled(EMPTY, slot_count),
-        };
-        let mask = slot_count - 1;
-        for (index, (hash, (key, target))) in ordered().enumerate() {
-            table.keys.push(key.as_ref());
-            table.targets.push(pack(*target));
-            let mut slot = (hash as usize) & mask;
-            while table.slots.get(slot).is_some_and(|s| s != EMPTY) {
-                slot = (slot + 1) & mask;
-            }
-            table.slots.set(slot, to_u32(index));
-        }
-        table
+        builder.table
     }
 
     /// The target of an already normalized address.
@@ -262,7 +261,7 @@ impl RecipientTable {
         self.targets.len() == 0
     }
 
-    /// All addresses and their targets, in the table's fixed (hash) order.
+    /// All addresses and their targets, in the order they were given.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Target)> + '_ {
         (self.targets.iter().enumerate()).map_while(|(i, t)| Some((self.keys.get(i)?, unpack(t))))
     }
@@ -366,14 +365,27 @@ mod tests {
     }
 
     #[test]
-    fn input_order_does_not_change_the_table() {
-        let a = vec![
-            ("b@x.example".to_owned(), Target::Group(0)),
-            ("a@x.example".to_owned(), Target::Mailbox(1)),
-        ];
+    fn the_same_entries_give_the_same_table_and_any_order_the_same_answers() {
+        let a: Vec<(String, Target)> = (0..300)
+            .map(|i| (format!("u{i}@x.example"), Target::Mailbox(i)))
+            .collect();
+        assert_eq!(
+            RecipientTable::build(a.clone()),
+            RecipientTable::build(a.clone())
+        );
         let mut b = a.clone();
         b.reverse();
-        assert_eq!(RecipientTable::build(a), RecipientTable::build(b));
+        let (a, b) = (RecipientTable::build(a), RecipientTable::build(b));
+        let (a, b) = (a.expect("distinct"), b.expect("distinct"));
+        assert_eq!(
+            a.iter().next(),
+            Some(("u0@x.example", Target::Mailbox(0))),
+            "in order"
+        );
+        for i in 0..300 {
+            let key = format!("u{i}@x.example");
+            assert_eq!(a.lookup(&key), b.lookup(&key));
+        }
     }
 
     #[test]
