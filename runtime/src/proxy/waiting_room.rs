@@ -53,7 +53,10 @@ impl<G: Guest> WaitingRoom<G> {
     /// Opens a room and starts its task; at `shutdown` every guest leaves.
     pub fn open(shutdown: watch::Receiver<bool>) -> WaitingRoom<G> {
         let (arrivals, rx) = mpsc::unbounded_channel();
-        tokio::spawn(Room::new().run(rx, shutdown));
+        // Unconstrained by tokio's budget, so that a pending peek always
+        // means the socket had nothing (see `has_input`); the task does
+        // bounded work per event and does not hog its worker.
+        tokio::spawn(tokio::task::unconstrained(Room::new().run(rx, shutdown)));
         WaitingRoom { arrivals }
     }
 
@@ -194,7 +197,7 @@ impl<G: Guest> Room<G> {
         };
         let entry = &mut self.slots[slot as usize];
         entry.visit = entry.visit.wrapping_add(1);
-        if ready(&guest, &entry.waker) {
+        if has_input(&guest, &entry.waker) {
             self.free.push(slot);
             guest.leave(Leave::Readable);
             return;
@@ -221,7 +224,7 @@ impl<G: Guest> Room<G> {
             let readable = entry
                 .guest
                 .as_ref()
-                .is_some_and(|guest| ready(&**guest, &entry.waker));
+                .is_some_and(|guest| readable(&**guest, &entry.waker));
             if readable {
                 self.release(slot, Leave::Readable);
             }
@@ -279,13 +282,21 @@ impl<G: Guest> Room<G> {
 
 /// Whether `guest`'s socket has something to read (bytes, the end, an
 /// error); if not, `waker` is woken when it may. A peek, not a look at
-/// the readiness only: tokio takes a new socket as readable until a read
-/// finds it empty. Nothing is consumed; the session reads it.
-fn ready<G: Guest>(guest: &G, waker: &Waker) -> bool {
+/// the readiness: tokio takes a new socket as readable until a read finds
+/// it empty. Nothing is consumed; the session reads it.
+fn has_input<G: Guest>(guest: &G, waker: &Waker) -> bool {
     let mut cx = Context::from_waker(waker);
     let mut byte = [0u8; 1];
     let mut buf = ReadBuf::new(&mut byte);
     matches!(guest.socket().poll_peek(&mut cx, &mut buf), Poll::Ready(_))
+}
+
+/// Whether `guest`'s socket became readable since [`has_input`] found it
+/// empty: the readiness alone, without a system call. Should it ever be
+/// wrong, the session's first read just waits.
+fn readable<G: Guest>(guest: &G, waker: &Waker) -> bool {
+    let mut cx = Context::from_waker(waker);
+    matches!(guest.socket().poll_read_ready(&mut cx), Poll::Ready(_))
 }
 
 #[cfg(test)]
