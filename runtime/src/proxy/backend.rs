@@ -283,12 +283,10 @@ impl BackendConn {
             if self.buf.len() > MAX_LINE {
                 return Err(BackendError::Protocol("response line too long".into()));
             }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
+            self.buf.reserve(4096);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err(BackendError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 
