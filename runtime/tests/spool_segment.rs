@@ -289,11 +289,56 @@ async fn a_segment_goes_with_its_last_message() {
     spool.remove(&ids[2]).await.expect("remove");
     assert_eq!(names(&queue, ".seg").len(), 1);
     assert_eq!(names(&queue, ".st"), Vec::<String>::new());
+    // The active segment stays when it empties: the next message goes
+    // into it instead of a new one. Recovery deletes it when nothing in it
+    // is queued.
     spool.remove(&newer).await.expect("remove");
-    assert_eq!(names(&queue, ""), Vec::<String>::new());
+    assert_eq!(names(&queue, ".seg").len(), 1);
+    let newest = put(&spool, b"newest\r\n").await;
+    assert_eq!(names(&queue, ".seg").len(), 1);
+    spool.remove(&newest).await.expect("remove");
     drop(spool);
     let (_spool, rec) = open(dir.path(), Options::default());
     assert!(rec.messages.is_empty());
+    assert_eq!(names(&queue, ""), Vec::<String>::new());
+}
+
+/// Removals that arrive together are written to a removal log together:
+/// every one of them holds, at once and after a restart.
+#[tokio::test]
+async fn removals_at_once_all_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (spool, _) = open(dir.path(), Options::default());
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        ids.push(put(&spool, format!("message {n}\r\n").as_bytes()).await);
+    }
+    let (gone, kept) = ids.split_at(40);
+    let removals: Vec<_> = gone
+        .iter()
+        .map(|id| {
+            let spool = spool.clone();
+            let id = id.clone();
+            tokio::spawn(async move { spool.remove(&id).await })
+        })
+        .collect();
+    for r in removals {
+        r.await.expect("join").expect("remove");
+    }
+    assert!(matches!(
+        spool.remove(&gone[0]).await,
+        Err(SpoolError::NotFound(_))
+    ));
+    drop(spool);
+    let (spool, rec) = open(dir.path(), Options::default());
+    let got: Vec<_> = rec.messages.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(got, kept);
+    for (n, id) in ids.iter().enumerate().skip(40) {
+        assert_eq!(
+            body_of(&spool, id).await,
+            format!("message {n}\r\n").as_bytes()
+        );
+    }
 }
 
 /// Recovery deletes a segment left with no queued message: here the first

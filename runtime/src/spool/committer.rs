@@ -66,7 +66,7 @@ pub enum Op {
 pub enum Payload {
     /// The complete message image, held in memory: appended to the active
     /// segment.
-    Image(Vec<u8>),
+    Image(Arc<Vec<u8>>),
     /// A temporary file in `incoming/`, written and flushed: synced and
     /// renamed to `queue/ID.msg`.
     File {
@@ -244,11 +244,7 @@ impl Committer {
                 Err(e) => pending.push((done, Err(SpoolError::io("remove", path, e)), false)),
             }
         }
-        for (id, done) in seg_removes {
-            let (res, needs_dir) = self.remove_from_segment(&id, &mut reclaimed);
-            dir_dirty |= needs_dir;
-            pending.push((done, res, needs_dir));
-        }
+        dir_dirty |= self.remove_from_segments(seg_removes, &mut reclaimed, &mut pending);
 
         // 4. One directory sync for the whole batch.
         let dir_result = if dir_dirty {
@@ -306,7 +302,7 @@ impl Committer {
     /// at once (taken out again if the directory sync fails).
     fn append_images(
         &mut self,
-        images: Vec<(Vec<u8>, MessageId, Done)>,
+        images: Vec<(Arc<Vec<u8>>, MessageId, Done)>,
         pending: &mut Vec<(Done, Result<(), SpoolError>, bool)>,
         reclaimed: &mut Vec<(u64, Vec<MessageId>)>,
     ) -> Option<SegmentWrite> {
@@ -481,56 +477,75 @@ impl Committer {
         }
     }
 
-    /// Removes a message held in a segment: an entry in the segment's
-    /// removal log, or, for the last message in it, the deletion of the
-    /// segment (the active one too: the next message starts a new one).
-    /// Returns the result and whether it waits for the directory sync.
-    fn remove_from_segment(
+    /// Removes messages held in segments. For each segment, their entries
+    /// go into its removal log in one write and one sync; a segment that
+    /// is left without messages is deleted instead, unless it is the active
+    /// one, which keeps taking records until it is full (deleting it would
+    /// make the next commit create, zero-fill and sync a new one). The
+    /// replies go to `pending`; returns whether a directory entry changed.
+    fn remove_from_segments(
         &mut self,
-        id: &MessageId,
+        removes: Vec<(MessageId, Done)>,
         reclaimed: &mut Vec<(u64, Vec<MessageId>)>,
-    ) -> (Result<(), SpoolError>, bool) {
-        let found = {
+        pending: &mut Vec<(Done, Result<(), SpoolError>, bool)>,
+    ) -> bool {
+        let mut by_segment: BTreeMap<u64, Vec<(MessageId, Done)>> = BTreeMap::new();
+        {
             let index = self.index();
-            index.messages.get(id).map(|loc| {
-                let last = index
-                    .segments
-                    .get(&loc.segment)
-                    .is_some_and(|s| s.live <= 1);
-                (loc.segment, last)
-            })
-        };
-        let Some((no, last)) = found else {
-            return (Err(SpoolError::NotFound(id.clone())), false);
-        };
-        if last {
-            if self.active.as_ref().is_some_and(|a| a.no == no) {
-                self.active = None;
-            }
-            self.index().remove(id);
-            return match self.reclaim(no) {
-                Some(ids) => {
-                    reclaimed.push((no, ids));
-                    (Ok(()), true)
+            let mut seen = std::collections::BTreeSet::new();
+            for (id, done) in removes {
+                match index.messages.get(&id) {
+                    Some(loc) if seen.insert(id.clone()) => {
+                        by_segment.entry(loc.segment).or_default().push((id, done));
+                    }
+                    _ => pending.push((done, Err(SpoolError::NotFound(id)), false)),
                 }
-                None => (
-                    Err(SpoolError::io(
+            }
+        }
+        let mut dir_dirty = false;
+        for (no, removals) in by_segment {
+            let active = self.active.as_ref().is_some_and(|a| a.no == no);
+            let live = self.index().segments.get(&no).map_or(0, |s| s.live);
+            let result = if !active && live <= removals.len() {
+                {
+                    let mut index = self.index();
+                    for (id, _) in &removals {
+                        index.remove(id);
+                    }
+                }
+                match self.reclaim(no) {
+                    Some(ids) => {
+                        reclaimed.push((no, ids));
+                        dir_dirty = true;
+                        Ok(true)
+                    }
+                    None => Err(SpoolError::io(
                         "remove",
                         seg_path(&self.queue, no),
                         io::Error::other("cannot delete the segment"),
                     )),
-                    false,
-                ),
+                }
+            } else {
+                let del = del_path(&self.queue, no);
+                match segment::append_dels(&del, removals.iter().map(|(id, _)| id)) {
+                    Ok(()) => {
+                        let mut index = self.index();
+                        for (id, _) in &removals {
+                            index.remove(id);
+                        }
+                        Ok(false)
+                    }
+                    Err(e) => Err(SpoolError::io("append", del, e)),
+                }
             };
-        }
-        let del = del_path(&self.queue, no);
-        match segment::append_del(&del, id) {
-            Ok(()) => {
-                self.index().remove(id);
-                (Ok(()), false)
+            for (_, done) in removals {
+                pending.push(match &result {
+                    Ok(needs_dir) => (done, Ok(()), *needs_dir),
+                    Err(e) => (done, Err(e.duplicate()), false),
+                });
             }
-            Err(e) => (Err(SpoolError::io("append", del, e)), false),
         }
+        dir_dirty
     }
 
     /// Deletes a segment none of whose messages is queued; returns the IDs

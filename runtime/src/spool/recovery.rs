@@ -205,7 +205,7 @@ pub fn recover(
                     out.corrupt.push((name, why.clone()));
                     set_aside(queue, corrupt, &format!("{id}.st"), &why, &mut out)?;
                     let del = del_path(queue, loc.segment);
-                    segment::append_del(&del, &id)
+                    segment::append_dels(&del, std::iter::once(&id))
                         .map_err(|e| SpoolError::io("append", &del, e))?;
                     let seg = index.segments.entry(loc.segment).or_default();
                     seg.placed += 1;

@@ -17,8 +17,9 @@
 //! removal log `NNNNNNNNNNNNNNNN.del` (created with the segment; room for
 //! one entry per message is reserved with `fallocate` as messages are
 //! added, so that a removal needs no new space on a full disk). The last
-//! message of a segment is removed by deleting the segment; the removal log
-//! and the journals of its messages go once that is durable.
+//! message of a segment is removed by deleting the segment (the active
+//! segment only once it is full); the removal log and the journals of its
+//! messages go once that is durable.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -82,12 +83,13 @@ pub fn reserve_del(f: &File, messages: usize) -> io::Result<()> {
     }
 }
 
-/// Appends one entry to a segment's removal log and syncs it.
-pub fn append_del(path: &Path, id: &MessageId) -> io::Result<()> {
+/// Appends the entries of `ids` to a segment's removal log in one write
+/// and syncs it.
+pub fn append_dels<'a>(path: &Path, ids: impl Iterator<Item = &'a MessageId>) -> io::Result<()> {
     let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
     let len = f.metadata()?.len();
-    let entry = del_entry(id);
-    if let Err(e) = f.write_all(&entry).and_then(|()| f.sync_data()) {
+    let entries: Vec<u8> = ids.flat_map(del_entry).collect();
+    if let Err(e) = f.write_all(&entries).and_then(|()| f.sync_data()) {
         // A torn entry would hide the ones after it; cut it off.
         let _ = f.set_len(len);
         return Err(e);
