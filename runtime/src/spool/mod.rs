@@ -220,12 +220,16 @@ impl Spool {
                     .map(|(ids, _)| ids)
                     .unwrap_or_default();
                 match segment::scan(&path, no) {
-                    Ok(scan) => ids.extend(
-                        scan.messages
-                            .into_iter()
-                            .map(|(id, _)| id)
-                            .filter(|id| !removed.contains(id)),
-                    ),
+                    Ok(scan) => {
+                        let gone: std::collections::BTreeSet<MessageId> =
+                            removed.into_iter().chain(scan.removed).collect();
+                        ids.extend(
+                            scan.messages
+                                .into_iter()
+                                .map(|(id, _)| id)
+                                .filter(|id| !gone.contains(id)),
+                        );
+                    }
                     // Deleted meanwhile: its messages are gone.
                     Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(ReadError::Io(e)) => return Err(SpoolError::io("read", &path, e)),
