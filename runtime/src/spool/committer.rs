@@ -29,6 +29,10 @@ use super::segment::{self, del_path, seg_path, Index, Location, SEGMENT_SIZE};
 /// seldom needs a `fallocate` call (about 40 KiB per segment).
 const RESERVE_AHEAD: usize = 1024;
 
+/// How long a batch that no client waits for may wait for a commit to
+/// share its sync with.
+const LATE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// A reply channel for one operation.
 pub type Done = oneshot::Sender<Result<(), SpoolError>>;
 
@@ -61,6 +65,14 @@ pub enum Op {
     },
     /// Delete an abandoned temporary file (a writer dropped without commit).
     Discard(PathBuf),
+}
+
+impl Op {
+    /// Whether the operation may wait a moment for others: only a commit
+    /// has a client waiting for its `250`.
+    fn may_wait(&self) -> bool {
+        !matches!(self, Op::Commit { .. })
+    }
 }
 
 /// A written message, as the committer gets it.
@@ -115,16 +127,32 @@ pub struct Committer {
 
 impl Committer {
     /// Runs until every sender is gone.
+    ///
+    /// A batch of nothing but removals and journal records, which no client
+    /// waits for, waits up to [`LATE_WAIT`] for a commit to share its sync
+    /// with: under load a delivered message's removal then costs no sync of
+    /// its own (it goes into the active segment with the next commits).
     pub fn run(mut self, rx: Receiver<Op>) {
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            self.gather(&rx, &mut batch);
+            if batch.iter().all(Op::may_wait) && batch.len() < self.max_batch {
+                if let Ok(op) = rx.recv_timeout(LATE_WAIT) {
+                    batch.push(op);
+                    self.gather(&rx, &mut batch);
                 }
             }
             self.batch(batch);
+        }
+    }
+
+    /// Adds to `batch` whatever is waiting, up to the batch limit.
+    fn gather(&self, rx: &Receiver<Op>, batch: &mut Vec<Op>) {
+        while batch.len() < self.max_batch {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
         }
     }
 
