@@ -40,6 +40,15 @@ async fn put(spool: &Spool, body: &[u8]) -> MessageId {
     w.commit(envelope()).await.expect("commit")
 }
 
+/// Commits each body in turn; their IDs.
+async fn put_all(spool: &Spool, bodies: &[Vec<u8>]) -> Vec<MessageId> {
+    let mut ids = Vec::new();
+    for b in bodies {
+        ids.push(put(spool, b).await);
+    }
+    ids
+}
+
 async fn body_of(spool: &Spool, id: &MessageId) -> Vec<u8> {
     let (mut r, len) = spool.body(id).await.expect("body");
     let mut out = Vec::new();
@@ -103,12 +112,10 @@ fn bodies() -> Vec<Vec<u8>> {
 async fn small_messages_share_a_segment_and_survive_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bodies = bodies();
-    let mut ids = Vec::new();
+    let ids;
     {
         let (spool, _) = open(dir.path(), Options::default());
-        for b in &bodies {
-            ids.push(put(&spool, b).await);
-        }
+        ids = put_all(&spool, &bodies).await;
         for (id, b) in ids.iter().zip(&bodies) {
             assert_eq!(&body_of(&spool, id).await, b);
         }
@@ -206,12 +213,10 @@ async fn every_cut_of_a_segment_keeps_exactly_the_whole_records() {
 async fn a_damaged_message_is_set_aside_and_its_neighbours_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bodies = bodies();
-    let mut ids = Vec::new();
+    let ids;
     {
         let (spool, _) = open(dir.path(), Options::default());
-        for b in &bodies {
-            ids.push(put(&spool, b).await);
-        }
+        ids = put_all(&spool, &bodies).await;
     }
     let path = the_segment(&dir.path().join("queue"));
     let mut bytes = std::fs::read(&path).expect("read");
@@ -239,12 +244,10 @@ async fn a_segment_goes_with_its_last_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let queue = dir.path().join("queue");
     let bodies = bodies();
-    let mut ids = Vec::new();
+    let ids;
     {
         let (spool, _) = open(dir.path(), Options::default());
-        for b in &bodies {
-            ids.push(put(&spool, b).await);
-        }
+        ids = put_all(&spool, &bodies).await;
         spool
             .mark(&ids[0], 0, RecipientState::Delivered)
             .await
@@ -408,12 +411,10 @@ async fn a_damaged_removal_log_loses_no_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let queue = dir.path().join("queue");
     let bodies = bodies();
-    let mut ids = Vec::new();
+    let ids;
     {
         let (spool, _) = open(dir.path(), Options::default());
-        for b in &bodies {
-            ids.push(put(&spool, b).await);
-        }
+        ids = put_all(&spool, &bodies).await;
     }
     {
         // After a restart the segment is no longer the active one: a
@@ -506,12 +507,10 @@ async fn removal_records_in_the_active_segment() {
     let dir = tempfile::tempdir().expect("tempdir");
     let queue = dir.path().join("queue");
     let bodies = bodies();
-    let mut ids = Vec::new();
+    let ids;
     {
         let (spool, _) = open(dir.path(), Options::default());
-        for b in &bodies {
-            ids.push(put(&spool, b).await);
-        }
+        ids = put_all(&spool, &bodies).await;
         spool.remove(&ids[1]).await.expect("remove");
     }
     let del = queue.join(&names(&queue, ".del")[0]);
