@@ -48,7 +48,7 @@ ticks_per_s=$(getconf CLK_TCK)
 echo "==> building mailgw and imap-load (release)"
 cargo build --release -q -p mailgw-runtime --bin mailgw --manifest-path "$root/Cargo.toml"
 cargo build --release -q -p mailgw-bench --bin imap-load --manifest-path "$root/Cargo.toml"
-load="$root/target/release/imap-load"
+load="$target_dir/release/imap-load"
 
 echo "==> Dovecot"
 dc=$work/dovecot
@@ -160,7 +160,7 @@ auth { verify backend imap }
 queue { spool "spool" }
 log { level warn }
 EOF
-"$root/target/release/mailgw" run "$work/gw.mailgw" 2>"$work/mailgw.log" &
+"$target_dir/release/mailgw" run "$work/gw.mailgw" 2>"$work/mailgw.log" &
 mailgw_pid=$!
 pids+=("$mailgw_pid")
 wait_port "$mailgw_port"

@@ -575,8 +575,8 @@ async fn a_connection_is_reused_for_the_next_message_then_closed_when_idle() {
     let verbs = seen.lock().expect("lock").clone().verbs();
     assert_eq!(
         verbs,
-        ["EHLO", "STARTTLS", "EHLO", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA"],
-        "one connection, one TLS handshake, checked with RSET before reuse"
+        ["EHLO", "STARTTLS", "EHLO", "MAIL", "RCPT", "DATA", "MAIL", "RCPT", "DATA"],
+        "one connection, one TLS handshake, the next transaction at once"
     );
     // Unused for two seconds, it is closed politely.
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
@@ -586,4 +586,33 @@ async fn a_connection_is_reused_for_the_next_message_then_closed_when_idle() {
         seen.commands.iter().skip(2).all(|(tls, _)| *tls),
         "{seen:?}"
     );
+}
+
+/// A kept connection the host closed meanwhile, silently or with a `421`:
+/// the next message goes over a new connection and is delivered once.
+#[tokio::test]
+async fn a_kept_connection_the_host_closed_is_replaced() {
+    for hang_up in ["", "421 4.4.2 peer.test closing idle connection"] {
+        let script = Script {
+            hang_up: Some(hang_up),
+            ..Script::default()
+        };
+        let (port, seen) = peer::spawn(script).await;
+        let hop = NextHop::Smtp(hop(port, TlsPolicy::None, None));
+        let client = client().reusing_connections();
+        for rcpt in ["a@x.test", "b@x.test"] {
+            let report = client.deliver(&hop, &envelope(&[rcpt]), MESSAGE).await;
+            assert!(
+                matches!(report.outcomes[..], [Outcome::Delivered { .. }]),
+                "{hang_up:?}: {report:?}"
+            );
+        }
+        let seen = seen.lock().expect("lock").clone();
+        assert_eq!(seen.data.len(), 2, "{hang_up:?}: each message once");
+        assert_eq!(
+            seen.verbs().iter().filter(|v| *v == "EHLO").count(),
+            2,
+            "{hang_up:?}: a new session for the second message: {seen:?}"
+        );
+    }
 }

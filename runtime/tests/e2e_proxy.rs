@@ -541,3 +541,45 @@ fn limits_before_login() {
     assert_eq!(idle, "* BYE Disconnected for inactivity.\r\n");
     drop(second);
 }
+
+#[test]
+fn a_graceful_stop_tells_the_connections_waiting_for_their_first_command() {
+    let Some(mut f) = Fixture::start("directory") else {
+        return;
+    };
+    let connect = |port: u16| {
+        let c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        c
+    };
+    let greeting = |c: &mut std::net::TcpStream| {
+        let mut buf = [0u8; 512];
+        let n = std::io::Read::read(c, &mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let (mut imap, mut pop3, mut imaps) = (connect(f.imap), connect(f.pop3), connect(f.imaps));
+    assert!(greeting(&mut imap).starts_with("* OK [CAPABILITY"));
+    assert!(greeting(&mut pop3).starts_with("+OK mail.example.test ready."));
+    // Accepted (the listening line names the listener too), not merely
+    // queued by the kernel.
+    f.gw.wait_log("listener=imaps", 2);
+    f.gw.signal("TERM");
+    let wait = std::time::Duration::from_secs(5);
+    assert_eq!(
+        harness::read_all(&mut imap, wait),
+        "* BYE [UNAVAILABLE] Server shutting down.\r\n"
+    );
+    assert_eq!(
+        harness::read_all(&mut pop3, wait),
+        "-ERR [SYS/TEMP] Server shutting down.\r\n"
+    );
+    // Before its TLS hello nothing can be said: closed without a word.
+    assert_eq!(harness::read_all(&mut imaps, wait), "");
+    let status = f.gw.wait_exit();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        f.gw.log()
+    );
+}

@@ -18,19 +18,23 @@ fn limits() -> PreLoginLimits {
     }
 }
 
-/// Runs `session` on `script` (chunks the client sends, in order); a login
-/// whose password is `right` succeeds, `down` finds the backend down,
-/// anything else is refused.
-fn transcript(mut session: impl PreLogin, script: &[&[u8]]) -> String {
+/// Runs a session of `P` on a listener with `mode` through `script`
+/// (chunks the client sends, in order), after its greeting; a login whose
+/// password is `right` succeeds, `down` finds the backend down, anything
+/// else is refused.
+fn transcript<P: PreLogin>(
+    mode: TlsMode,
+    new: fn(TlsMode, bool, PreLoginLimits) -> P,
+    script: &[&[u8]],
+) -> String {
+    let implicit = mode == TlsMode::Implicit;
     let mut out = String::new();
+    said(&mut out, &P::greeting("mail.example.test", mode, implicit));
+    let mut session = new(mode, implicit, limits());
     let mut script = script.iter();
     loop {
         match session.step() {
-            Step::Reply(bytes) => {
-                for line in String::from_utf8_lossy(&bytes).split_inclusive("\r\n") {
-                    out.push_str(&format!("S: {}\n", line.escape_debug()));
-                }
-            }
+            Step::Reply(bytes) => said(&mut out, &bytes),
             Step::NeedInput => match script.next() {
                 Some(chunk) => {
                     out.push_str(&format!(
@@ -80,28 +84,19 @@ fn transcript(mut session: impl PreLogin, script: &[&[u8]]) -> String {
     }
 }
 
+/// Adds what the server said to the transcript, a line at a time.
+fn said(out: &mut String, bytes: &[u8]) {
+    for line in String::from_utf8_lossy(bytes).split_inclusive("\r\n") {
+        out.push_str(&format!("S: {}\n", line.escape_debug()));
+    }
+}
+
 fn imap(mode: TlsMode, script: &[&[u8]]) -> String {
-    transcript(
-        ImapSession::new(
-            "mail.example.test",
-            mode,
-            mode == TlsMode::Implicit,
-            limits(),
-        ),
-        script,
-    )
+    transcript(mode, ImapSession::new, script)
 }
 
 fn pop3(mode: TlsMode, script: &[&[u8]]) -> String {
-    transcript(
-        Pop3Session::new(
-            "mail.example.test",
-            mode,
-            mode == TlsMode::Implicit,
-            limits(),
-        ),
-        script,
-    )
+    transcript(mode, Pop3Session::new, script)
 }
 
 #[test]

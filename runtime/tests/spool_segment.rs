@@ -40,6 +40,15 @@ async fn put(spool: &Spool, body: &[u8]) -> MessageId {
     w.commit(envelope()).await.expect("commit")
 }
 
+/// Commits each body in turn; their IDs.
+async fn put_all(spool: &Spool, bodies: &[Vec<u8>]) -> Vec<MessageId> {
+    let mut ids = Vec::new();
+    for b in bodies {
+        ids.push(put(spool, b).await);
+    }
+    ids
+}
+
 async fn body_of(spool: &Spool, id: &MessageId) -> Vec<u8> {
     let (mut r, len) = spool.body(id).await.expect("body");
     let mut out = Vec::new();
@@ -103,12 +112,10 @@ fn bodies() -> Vec<Vec<u8>> {
 async fn small_messages_share_a_segment_and_survive_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bodies = bodies();
-    let mut ids = Vec::new();
+    let ids;
     {
         let (spool, _) = open(dir.path(), Options::default());
-        for b in &bodies {
-            ids.push(put(&spool, b).await);
-        }
+        ids = put_all(&spool, &bodies).await;
         for (id, b) in ids.iter().zip(&bodies) {
             assert_eq!(&body_of(&spool, id).await, b);
         }
@@ -206,12 +213,10 @@ async fn every_cut_of_a_segment_keeps_exactly_the_whole_records() {
 async fn a_damaged_message_is_set_aside_and_its_neighbours_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bodies = bodies();
-    let mut ids = Vec::new();
+    let ids;
     {
         let (spool, _) = open(dir.path(), Options::default());
-        for b in &bodies {
-            ids.push(put(&spool, b).await);
-        }
+        ids = put_all(&spool, &bodies).await;
     }
     let path = the_segment(&dir.path().join("queue"));
     let mut bytes = std::fs::read(&path).expect("read");
@@ -239,12 +244,10 @@ async fn a_segment_goes_with_its_last_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let queue = dir.path().join("queue");
     let bodies = bodies();
-    let mut ids = Vec::new();
+    let ids;
     {
         let (spool, _) = open(dir.path(), Options::default());
-        for b in &bodies {
-            ids.push(put(&spool, b).await);
-        }
+        ids = put_all(&spool, &bodies).await;
         spool
             .mark(&ids[0], 0, RecipientState::Delivered)
             .await
@@ -289,16 +292,61 @@ async fn a_segment_goes_with_its_last_message() {
     spool.remove(&ids[2]).await.expect("remove");
     assert_eq!(names(&queue, ".seg").len(), 1);
     assert_eq!(names(&queue, ".st"), Vec::<String>::new());
+    // The active segment stays when it empties: the next message goes
+    // into it instead of a new one. Recovery deletes it when nothing in it
+    // is queued.
     spool.remove(&newer).await.expect("remove");
-    assert_eq!(names(&queue, ""), Vec::<String>::new());
+    assert_eq!(names(&queue, ".seg").len(), 1);
+    let newest = put(&spool, b"newest\r\n").await;
+    assert_eq!(names(&queue, ".seg").len(), 1);
+    spool.remove(&newest).await.expect("remove");
     drop(spool);
     let (_spool, rec) = open(dir.path(), Options::default());
     assert!(rec.messages.is_empty());
+    assert_eq!(names(&queue, ""), Vec::<String>::new());
+}
+
+/// Removals that arrive together are written to a removal log together:
+/// every one of them holds, at once and after a restart.
+#[tokio::test]
+async fn removals_at_once_all_hold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (spool, _) = open(dir.path(), Options::default());
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        ids.push(put(&spool, format!("message {n}\r\n").as_bytes()).await);
+    }
+    let (gone, kept) = ids.split_at(40);
+    let removals: Vec<_> = gone
+        .iter()
+        .map(|id| {
+            let spool = spool.clone();
+            let id = id.clone();
+            tokio::spawn(async move { spool.remove(&id).await })
+        })
+        .collect();
+    for r in removals {
+        r.await.expect("join").expect("remove");
+    }
+    assert!(matches!(
+        spool.remove(&gone[0]).await,
+        Err(SpoolError::NotFound(_))
+    ));
+    drop(spool);
+    let (spool, rec) = open(dir.path(), Options::default());
+    let got: Vec<_> = rec.messages.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(got, kept);
+    for (n, id) in ids.iter().enumerate().skip(40) {
+        assert_eq!(
+            body_of(&spool, id).await,
+            format!("message {n}\r\n").as_bytes()
+        );
+    }
 }
 
 /// Recovery deletes a segment left with no queued message: here the first
-/// message is removed (an entry in the removal log) and the second one's
-/// batch was torn by a crash (never acknowledged). The segment, its removal
+/// message is removed (a removal record in the segment) and the second
+/// one's batch was torn by a crash (never acknowledged). The segment, its removal
 /// log and the first message's journal go.
 #[tokio::test]
 async fn recovery_reclaims_a_finished_segment() {
@@ -307,13 +355,13 @@ async fn recovery_reclaims_a_finished_segment() {
     let (first, end) = {
         let (spool, _) = open(dir.path(), Options::default());
         let first = put(&spool, b"first\r\n").await;
-        let end = records_end(&the_segment(&queue));
-        put(&spool, b"second\r\n").await;
         spool
             .mark(&first, 0, RecipientState::Delivered)
             .await
             .expect("mark");
         spool.remove(&first).await.expect("remove");
+        let end = records_end(&the_segment(&queue));
+        put(&spool, b"second\r\n").await;
         (first, end)
     };
     assert_eq!(names(&queue, ".del").len(), 1);
@@ -363,12 +411,15 @@ async fn a_damaged_removal_log_loses_no_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let queue = dir.path().join("queue");
     let bodies = bodies();
-    let mut ids = Vec::new();
+    let ids;
     {
         let (spool, _) = open(dir.path(), Options::default());
-        for b in &bodies {
-            ids.push(put(&spool, b).await);
-        }
+        ids = put_all(&spool, &bodies).await;
+    }
+    {
+        // After a restart the segment is no longer the active one: a
+        // removal goes to its removal log.
+        let (spool, _) = open(dir.path(), Options::default());
         spool.remove(&ids[0]).await.expect("remove");
     }
     let del = queue.join(&names(&queue, ".del")[0]);
@@ -445,4 +496,50 @@ async fn concurrent_small_and_large_messages_land_whole() {
             "message {i} after reopen"
         );
     }
+}
+
+/// A message of the active segment is removed by a removal record in the
+/// segment itself, written with the batch: the removal log stays empty, and
+/// the removal holds after a restart. A segment of format version 1 (before
+/// removal records) is still read; an unknown version is set aside.
+#[tokio::test]
+async fn removal_records_in_the_active_segment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queue = dir.path().join("queue");
+    let bodies = bodies();
+    let ids;
+    {
+        let (spool, _) = open(dir.path(), Options::default());
+        ids = put_all(&spool, &bodies).await;
+        spool.remove(&ids[1]).await.expect("remove");
+    }
+    let del = queue.join(&names(&queue, ".del")[0]);
+    let header_only = 16;
+    assert_eq!(
+        std::fs::metadata(&del).expect("del").len(),
+        header_only,
+        "nothing in the removal log"
+    );
+    let (spool, rec) = open(dir.path(), Options::default());
+    let got: Vec<_> = rec.messages.iter().map(|m| m.id.clone()).collect();
+    assert_eq!(got, [ids[0].clone(), ids[2].clone()]);
+    assert_eq!(body_of(&spool, &ids[2]).await, bodies[2]);
+    drop(spool);
+
+    // The same segment, written by an older version without removal
+    // records: every message in it is read.
+    let seg = the_segment(&queue);
+    let mut bytes = std::fs::read(&seg).expect("read");
+    assert_eq!(bytes[8..12], 2u32.to_le_bytes());
+    bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+    std::fs::write(&seg, &bytes).expect("write");
+    let (_spool, rec) = open(dir.path(), Options::default());
+    assert_eq!(rec.messages.len(), 2);
+    drop(_spool);
+
+    bytes[8..12].copy_from_slice(&3u32.to_le_bytes());
+    std::fs::write(&seg, &bytes).expect("write");
+    let (_spool, rec) = open(dir.path(), Options::default());
+    assert!(rec.messages.is_empty());
+    assert_eq!(names(&dir.path().join("corrupt"), ".seg").len(), 1);
 }

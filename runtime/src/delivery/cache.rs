@@ -1,9 +1,12 @@
 //! Delivery connections kept open between messages to the same host, as
 //! Postfix's connection cache does: a connection whose transaction ended
 //! cleanly waits here up to [`MAX_IDLE`] for the next message to the same
-//! host (same address, name, protocol, TLS policy and login); it is checked
-//! with `RSET` before it is used again. Idle connections are closed with
-//! `QUIT` by a sweeper that runs while the cache holds any.
+//! host (same address, name, protocol, TLS policy and login). The next
+//! transaction starts on it at once, with no `RSET` round trip: a peer that
+//! closed it meanwhile shows at the first command, before anything of the
+//! message was sent, and the message goes over a new connection
+//! (`transaction::on_reused`). Idle connections are closed with `QUIT` by a
+//! sweeper that runs while the cache holds any.
 
 use std::collections::BTreeMap;
 use std::fmt;

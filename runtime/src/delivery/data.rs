@@ -12,30 +12,20 @@
 /// end-of-data line.
 pub(crate) fn stuff(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
-    let mut line_start = true;
-    let mut bytes = message.iter().copied().peekable();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'\r' => {
-                bytes.next_if_eq(&b'\n');
-                out.extend_from_slice(b"\r\n");
-                line_start = true;
-            }
-            b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                line_start = true;
-            }
-            _ => {
-                if line_start && b == b'.' {
-                    out.push(b'.');
-                }
-                out.push(b);
-                line_start = false;
-            }
+    let mut rest = message;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            out.push(b'.');
         }
-    }
-    if !line_start {
+        let Some(end) = memchr::memchr2(b'\r', b'\n', rest) else {
+            out.extend_from_slice(rest);
+            out.extend_from_slice(b"\r\n");
+            break;
+        };
+        out.extend_from_slice(&rest[..end]);
         out.extend_from_slice(b"\r\n");
+        let crlf = rest[end] == b'\r' && rest.get(end + 1) == Some(&b'\n');
+        rest = &rest[end + 1 + usize::from(crlf)..];
     }
     out.extend_from_slice(b".\r\n");
     out
@@ -106,6 +96,39 @@ mod tests {
                 expected.extend_from_slice(b"\r\n");
             }
             assert_eq!(unstuff(&sent), expected, "{message:?}");
+        }
+    }
+
+    /// The message as its lines, each ended by CRLF: what the peer must
+    /// read back whatever the message holds.
+    fn lines(message: &[u8]) -> Vec<u8> {
+        let text = message
+            .iter()
+            .map(|&b| char::from(b))
+            .collect::<String>()
+            .replace("\r\n", "\n")
+            .replace('\r', "\n")
+            .replace('\n', "\r\n");
+        let mut expected: Vec<u8> = text.chars().map(|c| c as u8).collect();
+        if !expected.is_empty() && !expected.ends_with(b"\r\n") {
+            expected.extend_from_slice(b"\r\n");
+        }
+        expected
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_message_reads_back_as_its_lines(
+            message in proptest::collection::vec(
+                proptest::sample::select(vec![b'.', b'\r', b'\n', b'a', 0xe9]),
+                0..64,
+            )
+        ) {
+            let sent = stuff(&message);
+            proptest::prop_assert!(sent.ends_with(b".\r\n"));
+            let end = sent.windows(5).position(|w| w == b"\r\n.\r\n");
+            proptest::prop_assert!(end.is_none_or(|e| e == sent.len() - 5));
+            proptest::prop_assert_eq!(unstuff(&sent), lines(&message));
         }
     }
 

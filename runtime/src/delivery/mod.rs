@@ -130,8 +130,9 @@ impl Client {
 
     /// The same client, keeping each connection whose transaction ended
     /// cleanly open for up to two seconds for the next message to the same
-    /// host (checked with `RSET`, closed with `QUIT` when unused), as
-    /// Postfix's connection cache does. [`Client::new`] does this.
+    /// host (closed with `QUIT` when unused; one the peer closed meanwhile
+    /// is replaced by a new connection), as Postfix's connection cache
+    /// does. [`Client::new`] does this.
     pub fn reusing_connections(mut self) -> Client {
         self.cache = Some(Arc::default());
         self

@@ -99,8 +99,8 @@ pub(crate) enum Attempt {
 /// host's key in it (`None`: it is closed with `QUIT`).
 pub(crate) type Keep<'a> = Option<(&'a Arc<Cache>, &'a str)>;
 
-/// Runs the transaction on a cached connection, after an `RSET` shows it
-/// is still alive; `None` when it is not (the caller connects anew).
+/// Runs the transaction on a cached connection; `None` when the peer had
+/// closed it (nothing was sent; the caller connects anew).
 pub(crate) async fn reuse(
     mut idle: Idle,
     peer: &Peer<'_>,
@@ -108,18 +108,13 @@ pub(crate) async fn reuse(
     message: &[u8],
     keep: Keep<'_>,
 ) -> Option<Attempt> {
-    let t = peer.timeouts.command;
-    let alive = match idle.conn.send(b"RSET\r\n", t, "sending RSET").await {
-        Ok(()) => matches!(idle.conn.reply(t, "after RSET").await, Ok(r) if r.code == 250),
-        Err(_) => false,
-    };
-    if !alive {
+    tracing::debug!(host = peer.host, "reusing a connection");
+    let Some(outcomes) =
+        transaction::on_reused(&mut idle.conn, peer, &idle.caps, envelope, message).await
+    else {
         tracing::debug!(host = peer.host, "cached connection gone; connecting anew");
         return None;
-    }
-    tracing::debug!(host = peer.host, "reusing a connection");
-    let outcomes =
-        transaction::transaction(&mut idle.conn, peer, &idle.caps, envelope, message).await;
+    };
     release(idle.conn, peer, &idle.caps, idle.channel, &outcomes, keep).await;
     Some(Attempt::Done(outcomes, idle.caps.dsn))
 }

@@ -56,7 +56,8 @@ fn refuse_before_mail(
     None
 }
 
-/// `MAIL`, `RCPT`s, `DATA` and the message: one outcome per recipient.
+/// `MAIL`, `RCPT`s, `DATA` and the message on a new session: one outcome
+/// per recipient.
 pub(crate) async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     peer: &Peer<'_>,
@@ -64,10 +65,62 @@ pub(crate) async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     envelope: &Envelope,
     message: &[u8],
 ) -> Vec<Outcome> {
+    match run(conn, peer, caps, envelope, message, false).await {
+        Ok(outcomes) => outcomes,
+        Err(Gone) => {
+            let e = ConnError::Protocol("the session ended before MAIL was answered".into());
+            vec![
+                connection_failure(peer.host, "during the transaction", &e);
+                envelope.recipients.len()
+            ]
+        }
+    }
+}
+
+/// The transaction on a session kept from an earlier one, without a
+/// round trip to check it first: after a completed transaction the session
+/// is ready for `MAIL` (RFC 5321 4.1.4). `None` when the peer had closed
+/// it meanwhile (the first command found the connection gone, or a `421`):
+/// nothing of the message was sent, and the caller connects anew.
+pub(crate) async fn on_reused<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    peer: &Peer<'_>,
+    caps: &Capabilities,
+    envelope: &Envelope,
+    message: &[u8],
+) -> Option<Vec<Outcome>> {
+    run(conn, peer, caps, envelope, message, true).await.ok()
+}
+
+/// A kept session turned out closed before its first reply.
+struct Gone;
+
+/// Why the commands and replies stopped.
+enum Stop {
+    /// The connection failed.
+    Conn(ConnError),
+    /// A kept session was gone before `MAIL` was answered.
+    Gone,
+}
+
+impl From<ConnError> for Stop {
+    fn from(e: ConnError) -> Stop {
+        Stop::Conn(e)
+    }
+}
+
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    peer: &Peer<'_>,
+    caps: &Capabilities,
+    envelope: &Envelope,
+    message: &[u8],
+    reused: bool,
+) -> Result<Vec<Outcome>, Gone> {
     let n = envelope.recipients.len();
     if let Some(outcome) = refuse_before_mail(caps, peer, envelope, message) {
         tracing::info!(host = peer.host, reason = %outcome_reason(&outcome), "not sent");
-        return vec![outcome; n];
+        return Ok(vec![outcome; n]);
     }
     if !envelope
         .sender
@@ -78,7 +131,7 @@ pub(crate) async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
             Status::new(5, 1, 7),
             "the sender address holds characters no SMTP command may carry",
         );
-        return vec![outcome; n];
+        return Ok(vec![outcome; n]);
     }
     let mut outcomes: Vec<Option<Outcome>> = envelope
         .recipients
@@ -93,23 +146,27 @@ pub(crate) async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
         })
         .collect();
     if outcomes.iter().all(Option::is_some) {
-        return outcomes.into_iter().flatten().collect();
+        return Ok(outcomes.into_iter().flatten().collect());
     }
-    if let Err(e) = exchange(conn, peer, caps, envelope, message, &mut outcomes).await {
-        tracing::info!(host = peer.host, error = %e, "transaction broken off");
-        let outcome = connection_failure(peer.host, "during the transaction", &e);
-        for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
-            *slot = Some(outcome.clone());
+    match exchange(conn, peer, caps, envelope, message, &mut outcomes, reused).await {
+        Ok(()) => {}
+        Err(Stop::Gone) => return Err(Gone),
+        Err(Stop::Conn(e)) => {
+            tracing::info!(host = peer.host, error = %e, "transaction broken off");
+            let outcome = connection_failure(peer.host, "during the transaction", &e);
+            for slot in outcomes.iter_mut().filter(|o| o.is_none()) {
+                *slot = Some(outcome.clone());
+            }
         }
     }
-    outcomes
+    Ok(outcomes
         .into_iter()
         .map(|o| {
             o.unwrap_or_else(|| {
                 Outcome::deferred(Status::new(4, 5, 0), "no reply for this recipient")
             })
         })
-        .collect()
+        .collect())
 }
 
 fn outcome_reason(outcome: &Outcome) -> &str {
@@ -128,16 +185,17 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     envelope: &Envelope,
     message: &[u8],
     outcomes: &mut [Option<Outcome>],
-) -> Result<(), ConnError> {
+    reused: bool,
+) -> Result<(), Stop> {
     let mail = params::mail(envelope, caps, message.len(), data::is_8bit(message));
     let rcpts: Vec<(usize, String)> = (0..outcomes.len())
         .filter(|&i| outcomes[i].is_none())
         .map(|i| (i, params::rcpt(&envelope.recipients[i], caps)))
         .collect();
     let opened = if caps.pipelining {
-        pipelined(conn, peer, &mail, &rcpts, outcomes).await?
+        pipelined(conn, peer, &mail, &rcpts, outcomes, reused).await?
     } else {
-        lockstep(conn, peer, &mail, &rcpts, outcomes).await?
+        lockstep(conn, peer, &mail, &rcpts, outcomes, reused).await?
     };
     let Some((accepted, data_reply)) = opened else {
         return Ok(());
@@ -209,7 +267,8 @@ async fn pipelined<S: AsyncRead + AsyncWrite + Unpin>(
     mail: &str,
     rcpts: &[(usize, String)],
     outcomes: &mut [Option<Outcome>],
-) -> Result<Option<(Vec<usize>, Reply)>, ConnError> {
+    reused: bool,
+) -> Result<Option<(Vec<usize>, Reply)>, Stop> {
     let (t, host) = (peer.timeouts, peer.host);
     let groups: Vec<&[(usize, String)]> = rcpts.chunks(PIPELINE_GROUP).collect();
     let mut mail_reply: Option<Reply> = None;
@@ -225,10 +284,11 @@ async fn pipelined<S: AsyncRead + AsyncWrite + Unpin>(
         if n + 1 == groups.len() {
             batch.extend_from_slice(b"DATA\r\n");
         }
-        conn.send(&batch, t.command, "sending MAIL, RCPT and DATA")
-            .await?;
         if n == 0 {
-            mail_reply = Some(conn.reply(t.command, "after MAIL").await?);
+            mail_reply = Some(first(conn, &batch, peer, reused).await?);
+        } else {
+            conn.send(&batch, t.command, "sending RCPT and DATA")
+                .await?;
         }
         let mail_ok = mail_reply.as_ref().is_some_and(Reply::is_positive);
         for (i, _) in *group {
@@ -270,11 +330,10 @@ async fn lockstep<S: AsyncRead + AsyncWrite + Unpin>(
     mail: &str,
     rcpts: &[(usize, String)],
     outcomes: &mut [Option<Outcome>],
-) -> Result<Option<(Vec<usize>, Reply)>, ConnError> {
+    reused: bool,
+) -> Result<Option<(Vec<usize>, Reply)>, Stop> {
     let (t, host) = (peer.timeouts, peer.host);
-    conn.send(mail.as_bytes(), t.command, "sending MAIL")
-        .await?;
-    let mail_reply = conn.reply(t.command, "after MAIL").await?;
+    let mail_reply = first(conn, mail.as_bytes(), peer, reused).await?;
     if !mail_reply.is_positive() {
         for (i, _) in rcpts {
             outcomes[*i] = Some(Outcome::from_reply(&mail_reply, host));
@@ -298,4 +357,28 @@ async fn lockstep<S: AsyncRead + AsyncWrite + Unpin>(
     conn.send(b"DATA\r\n", t.command, "sending DATA").await?;
     let data_reply = conn.reply(t.data_init, "after DATA").await?;
     Ok(Some((accepted, data_reply)))
+}
+
+/// Sends the first commands of the transaction (`MAIL`, and with
+/// pipelining the `RCPT`s and `DATA`) and reads the reply to `MAIL`. On a
+/// kept session, a failure before that reply, or a `421` (the peer closing
+/// an idle session), means the session was gone before the transaction:
+/// [`Stop::Gone`].
+async fn first<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    commands: &[u8],
+    peer: &Peer<'_>,
+    reused: bool,
+) -> Result<Reply, Stop> {
+    let t = peer.timeouts.command;
+    let reply = match conn.send(commands, t, "sending MAIL").await {
+        Ok(()) => conn.reply(t, "after MAIL").await,
+        Err(e) => Err(e),
+    };
+    match reply {
+        Ok(r) if reused && r.code == 421 => Err(Stop::Gone),
+        Err(ConnError::Io(_) | ConnError::Protocol(_)) if reused => Err(Stop::Gone),
+        Ok(r) => Ok(r),
+        Err(e) => Err(Stop::Conn(e)),
+    }
 }

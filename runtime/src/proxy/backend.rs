@@ -10,9 +10,12 @@
 //!   (RFC 2971), POP3 `XCLIENT ADDR=… PORT=…`, both as Dovecot accepts
 //!   them from its `login_trusted_networks`; only for backends with
 //!   `forward-client`.
-//! - Credentials: IMAP `LOGIN` with both strings as synchronizing literals,
-//!   so no quote, backslash, CR/LF or non-ASCII octet can end the command
-//!   early; POP3 `AUTH PLAIN` with the initial response in base64.
+//! - Credentials: IMAP `LOGIN` with both strings as literals, so no quote,
+//!   backslash, CR/LF or non-ASCII octet can end the command early —
+//!   non-synchronizing (RFC 7888) where the backend's greeting announced
+//!   `LITERAL+` (or `LITERAL-`, for strings up to 4,096 octets), so the
+//!   `ID` and the `LOGIN` go in one write and cost one round trip, else
+//!   synchronizing; POP3 `AUTH PLAIN` with the initial response in base64.
 
 use std::io;
 use std::net::SocketAddr;
@@ -115,6 +118,51 @@ impl From<io::Error> for BackendError {
 pub struct BackendConn {
     stream: BackendStream,
     buf: Vec<u8>,
+    /// Which literals the backend takes without a continuation request.
+    literals: Literals,
+}
+
+/// The non-synchronizing literals a backend accepts (RFC 7888), as its
+/// IMAP greeting announced them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Literals {
+    /// None: every literal waits for the backend's `+`.
+    Synchronizing,
+    /// `LITERAL-`: those of at most 4,096 octets.
+    Minus,
+    /// `LITERAL+`: all.
+    Plus,
+}
+
+impl Literals {
+    /// What the `CAPABILITY` response code of an IMAP greeting announces.
+    fn announced(greeting: &[u8]) -> Literals {
+        let text = String::from_utf8_lossy(greeting).to_ascii_uppercase();
+        let Some(start) = text.find("[CAPABILITY ") else {
+            return Literals::Synchronizing;
+        };
+        let caps = text[start + "[CAPABILITY ".len()..]
+            .split(']')
+            .next()
+            .unwrap_or_default();
+        let has = |cap: &str| caps.split_ascii_whitespace().any(|c| c == cap);
+        if has("LITERAL+") {
+            Literals::Plus
+        } else if has("LITERAL-") {
+            Literals::Minus
+        } else {
+            Literals::Synchronizing
+        }
+    }
+
+    /// Whether a literal of `len` octets may be sent without waiting.
+    fn non_synchronizing(self, len: usize) -> bool {
+        match self {
+            Literals::Synchronizing => false,
+            Literals::Minus => len <= 4096,
+            Literals::Plus => true,
+        }
+    }
 }
 
 /// What the backend said to the login.
@@ -191,7 +239,9 @@ impl BackendConn {
                 if !accepted {
                     return Err(BackendError::Tls("STARTTLS refused".into()));
                 }
-                // Whatever came after the go-ahead was sent in cleartext.
+                // Whatever came after the go-ahead was sent in cleartext,
+                // and the capabilities it announced may change with TLS
+                // (RFC 9051 6.2.1): the new connection assumes none.
                 let BackendStream::Plain(tcp) = plain.stream else {
                     return Err(BackendError::Tls("STARTTLS over TLS".into()));
                 };
@@ -204,6 +254,7 @@ impl BackendConn {
         BackendConn {
             stream,
             buf: Vec::new(),
+            literals: Literals::Synchronizing,
         }
     }
 
@@ -232,15 +283,15 @@ impl BackendConn {
             if self.buf.len() > MAX_LINE {
                 return Err(BackendError::Protocol("response line too long".into()));
             }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
+            self.buf.reserve(4096);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err(BackendError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 
+    /// Reads the greeting; an IMAP one also tells which literals the
+    /// backend accepts.
     async fn greeting(&mut self, imap: bool) -> Result<(), BackendError> {
         let line = self.line().await?;
         let ok = if imap {
@@ -249,6 +300,9 @@ impl BackendConn {
             line.starts_with(b"+OK")
         };
         if ok {
+            if imap {
+                self.literals = Literals::announced(&line);
+            }
             Ok(())
         } else {
             Err(BackendError::Protocol(format!(
@@ -318,30 +372,48 @@ async fn imap_login_inner(
     creds: &Credentials<'_>,
 ) -> Result<Answer, BackendError> {
     let mut conn = BackendConn::connect(backend, endpoint, true).await?;
+    // What is not yet sent; the ID and the LOGIN are pipelined.
+    let mut out = Vec::with_capacity(128 + creds.user.len() + creds.password.len());
+    // Whether the ID's answer is still to be read.
+    let mut id_answer = backend.forward_client;
     if backend.forward_client {
         // Digits, dots and colons: safe in quoted strings.
-        let id = format!(
-            "i ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\")\r\n",
-            creds.client.ip(),
-            creds.client.port()
+        out.extend_from_slice(
+            format!(
+                "i ID (\"x-originating-ip\" \"{}\" \"x-originating-port\" \"{}\")\r\n",
+                creds.client.ip(),
+                creds.client.port()
+            )
+            .as_bytes(),
         );
-        conn.send(id.as_bytes()).await?;
-        // A backend without ID answers BAD; the login goes on.
+    }
+    out.extend_from_slice(b"a LOGIN ");
+    for (i, string) in [creds.user, creds.password].into_iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        let len = string.len();
+        if conn.literals.non_synchronizing(len) {
+            out.extend_from_slice(format!("{{{len}+}}\r\n").as_bytes());
+        } else {
+            out.extend_from_slice(format!("{{{len}}}\r\n").as_bytes());
+            conn.send(&out).await?;
+            out.clear();
+            if std::mem::take(&mut id_answer) {
+                // A backend without ID answers BAD; the login goes on.
+                conn.tagged(b"i").await?;
+            }
+            if let Some(answer) = conn.continuation(b"a").await? {
+                return Ok(refused(&answer));
+            }
+        }
+        out.extend_from_slice(string.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    conn.send(&out).await?;
+    if id_answer {
         conn.tagged(b"i").await?;
     }
-    conn.send(format!("a LOGIN {{{}}}\r\n", creds.user.len()).as_bytes())
-        .await?;
-    if let Some(answer) = conn.continuation(b"a").await? {
-        return Ok(refused(&answer));
-    }
-    conn.stream.write_all(creds.user.as_bytes()).await?;
-    conn.send(format!(" {{{}}}\r\n", creds.password.len()).as_bytes())
-        .await?;
-    if let Some(answer) = conn.continuation(b"a").await? {
-        return Ok(refused(&answer));
-    }
-    conn.stream.write_all(creds.password.as_bytes()).await?;
-    conn.send(b"\r\n").await?;
     let (untagged, answer) = conn.tagged(b"a").await?;
     if starts_with_ci(&answer, b"OK") {
         let text = String::from_utf8_lossy(&answer).into_owned();
@@ -499,6 +571,27 @@ mod tests {
         for bad in ["pop://h/", "imap://:143/", "imap://h:x/", "imap://u%zz@h/"] {
             assert_eq!(parse_referral(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn literals_announced_in_the_greeting() {
+        let dovecot = b"* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN] Dovecot ready.";
+        assert_eq!(Literals::announced(dovecot), Literals::Plus);
+        assert_eq!(
+            Literals::announced(b"* ok [capability imap4rev2 literal-] hi"),
+            Literals::Minus
+        );
+        for none in [
+            &b"* OK ready"[..],
+            b"* OK [CAPABILITY IMAP4rev1 LITERAL+X] x",
+            b"* OK [ALERT] LITERAL+ [CAPABILITY IMAP4rev1] x",
+        ] {
+            assert_eq!(Literals::announced(none), Literals::Synchronizing);
+        }
+        assert!(Literals::Plus.non_synchronizing(1 << 20));
+        assert!(Literals::Minus.non_synchronizing(4096));
+        assert!(!Literals::Minus.non_synchronizing(4097));
+        assert!(!Literals::Synchronizing.non_synchronizing(1));
     }
 
     #[test]

@@ -1,5 +1,15 @@
-//! One proxied connection: the pre-login session over a TCP or TLS
-//! stream, the login at the backend, then the splice.
+//! One proxied connection: the greeting, the wait for the client's first
+//! bytes in the [`WaitingRoom`], then the pre-login session over a TCP or
+//! TLS stream, the login at the backend, and the splice.
+//!
+//! A cleartext connection is greeted as it is accepted, by a write that
+//! the fresh socket's send buffer takes whole, and an implicit-TLS one
+//! waits for the client's hello; either way it waits in the listener's
+//! room, a slot rather than a task, until the client sends something.
+//! Only then are the session and its task made. The wait ends, as the
+//! first read would, at the greeting timeout (with `* BYE` or `-ERR`) or,
+//! before a TLS handshake, at the handshake timeout (closed); both within
+//! the session deadline.
 //!
 //! Before login every read is bounded by the greeting or command timeout
 //! and the whole phase by the session deadline; afterwards only the idle
@@ -7,6 +17,7 @@
 //! in is told so and closed; proxied sessions go on until the grace period
 //! ends.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +35,10 @@ use super::imap_session::ImapSession;
 use super::login::{login, LoggedIn};
 use super::pop3_session::Pop3Session;
 use super::splice::{splice, Ended};
+use super::waiting_room::{Guest, Leave, WaitingRoom};
 use super::{PreLogin, PreLoginLimits, Step};
 use crate::server::connection::session_id;
+use crate::server::listener::Admission;
 use crate::server::Generation;
 
 /// Time allowed for a TLS handshake, within the pre-login deadline.
@@ -47,47 +60,164 @@ pub struct ProxyContext {
     pub shutdown: watch::Receiver<bool>,
     /// Dropped when the connection ends.
     pub _drain: mpsc::Sender<()>,
+    /// The connection's place under the listener's limits, given back
+    /// when it ends.
+    pub _admission: Admission,
 }
 
-/// How the pre-login phase over one stream ended.
-enum Outcome<S> {
-    Closed,
-    StartTls(S),
-    LoggedIn(S, Box<LoggedIn>, Vec<u8>, Option<String>),
+/// The waiting room of one listener's connections.
+pub type ProxyRoom = WaitingRoom<Waiting>;
+
+/// A connection waiting for the client's first bytes: all it holds in the
+/// [`ProxyRoom`].
+pub struct Waiting {
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: ProxyContext,
+    id: String,
+    /// The end of the pre-login phase.
+    deadline: Instant,
+    /// The end of the wait.
+    until: Instant,
 }
 
-/// Serves one accepted IMAP or POP3 connection to its end.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: ProxyContext) {
+impl Guest for Waiting {
+    fn socket(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    fn until(&self) -> Instant {
+        self.until
+    }
+
+    fn leave(self, why: Leave) {
+        tokio::spawn(self.resume(why));
+    }
+}
+
+/// Takes an accepted IMAP or POP3 connection: greets it (cleartext) and
+/// lets it wait in `room` for the client.
+pub fn accept(stream: TcpStream, peer: SocketAddr, ctx: ProxyContext, room: &ProxyRoom) {
     let id = session_id();
-    let generation = Arc::clone(&ctx.generation.borrow());
-    let plan = &generation.plan;
-    let limits = PreLoginLimits {
-        max_failures: plan.auth.max_failures,
-        failure_delay: Duration::from_millis(plan.auth.failure_delay_ms),
-        previous_failures: generation.authenticator.failures(peer.ip()),
-    };
-    let implicit = ctx.listener.tls.mode == TlsMode::Implicit;
-    let hostname = plan.gateway.hostname.clone();
     info!(session = %id, client = %peer, listener = %ctx.listener.name, protocol = ?ctx.listener.protocol, "connected");
-    let deadline = Instant::now() + secs(ctx.listener.limits.session_deadline_s);
-    let mut driver = Driver {
+    let now = Instant::now();
+    let limits = ctx.listener.limits;
+    let deadline = now + secs(limits.session_deadline_s);
+    // An implicit-TLS client speaks first, with its TLS hello; the
+    // others are greeted now.
+    let implicit = ctx.listener.tls.mode == TlsMode::Implicit;
+    let (greeting, wait) = if implicit {
+        (Vec::new(), HANDSHAKE_TIMEOUT)
+    } else {
+        (greeting(&ctx, false), secs(limits.greeting_timeout_s))
+    };
+    let written = if greeting.is_empty() {
+        Ok(0)
+    } else {
+        stream.try_write(&greeting)
+    };
+    let sent = match written {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => {
+            info!(session = %id, side = "client", error = %e, "connection lost");
+            return;
+        }
+    };
+    let waiting = Waiting {
+        stream,
+        peer,
         ctx,
         id,
-        peer,
         deadline,
-        greeted: false,
-        input: Vec::new(),
+        until: (now + wait).min(deadline),
     };
-    let mode = driver.ctx.listener.tls.mode;
-    match driver.ctx.listener.protocol {
-        Protocol::Pop3 => {
-            let session = Pop3Session::new(&hostname, mode, implicit, limits);
-            driver.run(session, stream).await;
+    if sent == greeting.len() {
+        room.park(waiting);
+    } else {
+        // A client with no room to receive: its own task writes the rest,
+        // under the command timeout.
+        let rest = greeting[sent..].to_vec();
+        tokio::spawn(waiting.serve(rest));
+    }
+}
+
+/// The greeting of the context's listener and protocol.
+fn greeting(ctx: &ProxyContext, tls_active: bool) -> Vec<u8> {
+    let generation = ctx.generation.borrow();
+    let hostname = &generation.plan.gateway.hostname;
+    let mode = ctx.listener.tls.mode;
+    match ctx.listener.protocol {
+        Protocol::Pop3 => Pop3Session::greeting(hostname, mode, tls_active),
+        Protocol::Imap | Protocol::Smtp => ImapSession::greeting(hostname, mode, tls_active),
+    }
+}
+
+impl Waiting {
+    /// Goes on after the wait.
+    async fn resume(self, why: Leave) {
+        let implicit = self.ctx.listener.tls.mode == TlsMode::Implicit;
+        match (why, implicit) {
+            (Leave::Readable, _) | (Leave::Shutdown, false) => self.serve(Vec::new()).await,
+            (Leave::Expired, false) => {
+                info!(session = %self.id, side = "client", "timeout before login");
+                self.serve_expired().await;
+            }
+            // Nothing was said yet, and nothing can be said before TLS.
+            (Leave::Expired, true) => {
+                info!(session = %self.id, side = "client", "TLS handshake timed out");
+            }
+            (Leave::Shutdown, true) => {
+                info!(session = %self.id, "shutting down; closing a session before login");
+            }
         }
-        Protocol::Imap | Protocol::Smtp => {
-            let session = ImapSession::new(&hostname, mode, implicit, limits);
-            driver.run(session, stream).await;
+    }
+
+    /// Runs the session, sending `out` first: what is left of the
+    /// greeting, if anything.
+    async fn serve(self, out: Vec<u8>) {
+        let (mut driver, stream) = self.driver();
+        match driver.ctx.listener.protocol {
+            Protocol::Pop3 => {
+                let session = driver.session(Pop3Session::new);
+                driver.run(session, stream, out).await;
+            }
+            Protocol::Imap | Protocol::Smtp => {
+                let session = driver.session(ImapSession::new);
+                driver.run(session, stream, out).await;
+            }
         }
+    }
+
+    /// Says the protocol's last words for a client that said nothing.
+    async fn serve_expired(self) {
+        let (driver, stream) = self.driver();
+        let last: &[u8] = match driver.ctx.listener.protocol {
+            Protocol::Pop3 => driver.session(Pop3Session::new).timeout_reply(),
+            Protocol::Imap | Protocol::Smtp => driver.session(ImapSession::new).timeout_reply(),
+        };
+        driver.close(stream, last.to_vec()).await;
+    }
+
+    fn driver(self) -> (Driver, TcpStream) {
+        let Waiting {
+            stream,
+            peer,
+            ctx,
+            id,
+            deadline,
+            until,
+        } = self;
+        let driver = Driver {
+            ctx,
+            id,
+            peer,
+            deadline,
+            until,
+            greeted: false,
+            input: Vec::new(),
+        };
+        (driver, stream)
     }
 }
 
@@ -100,48 +230,76 @@ struct Driver {
     id: String,
     peer: SocketAddr,
     deadline: Instant,
+    /// The end of the wait for the client's first bytes, which bounds an
+    /// implicit-TLS handshake.
+    until: Instant,
     greeted: bool,
     /// The last bytes read before login.
     input: Vec<u8>,
 }
 
+/// How the pre-login phase over one stream ended.
+enum Outcome<S> {
+    Closed,
+    StartTls(S),
+    LoggedIn(S, Box<LoggedIn>, Vec<u8>, Option<String>),
+}
+
 impl Driver {
-    async fn run<P: PreLogin>(&mut self, mut session: P, tcp: TcpStream) {
+    /// A pre-login session, made by `new`, for this connection.
+    fn session<P: PreLogin>(&self, new: fn(TlsMode, bool, PreLoginLimits) -> P) -> P {
+        let generation = self.ctx.generation.borrow();
+        let plan = &generation.plan;
+        let limits = PreLoginLimits {
+            max_failures: plan.auth.max_failures,
+            failure_delay: Duration::from_millis(plan.auth.failure_delay_ms),
+            previous_failures: generation.authenticator.failures(self.peer.ip()),
+        };
+        let mode = self.ctx.listener.tls.mode;
+        new(mode, mode == TlsMode::Implicit, limits)
+    }
+
+    /// Runs `session` over `tcp`; `out` is what to send first in cleartext.
+    async fn run<P: PreLogin>(&mut self, mut session: P, tcp: TcpStream, out: Vec<u8>) {
         // Everything after the cleartext pre-login phase is boxed, so a
-        // connection waiting for its first command holds only that small
-        // state, not room for TLS or a backend login.
+        // session waiting for a command holds only that small state, not
+        // room for TLS or a backend login.
         if self.ctx.listener.tls.mode == TlsMode::Implicit {
-            Box::pin(self.over_tls(session, tcp, false)).await;
+            Box::pin(self.over_tls(session, tcp, self.until, false)).await;
             return;
         }
-        match self.prelogin(&mut session, tcp).await {
+        match self.prelogin(&mut session, tcp, out).await {
             Outcome::Closed => {}
-            Outcome::StartTls(tcp) => Box::pin(self.over_tls(session, tcp, true)).await,
+            Outcome::StartTls(tcp) => {
+                let limit = (Instant::now() + HANDSHAKE_TIMEOUT).min(self.deadline);
+                Box::pin(self.over_tls(session, tcp, limit, true)).await;
+            }
             Outcome::LoggedIn(stream, logged, pending, tag) => {
                 Box::pin(self.proxy(stream, *logged, pending, tag)).await;
             }
         }
     }
 
-    /// The TLS handshake, then the rest of the session over TLS;
-    /// `upgraded` after STARTTLS.
-    async fn over_tls<P: PreLogin>(&mut self, mut session: P, tcp: TcpStream, upgraded: bool) {
-        let Some(tls) = self.handshake(tcp).await else {
+    /// The TLS handshake, done by `limit`, then the rest of the session
+    /// over TLS; `upgraded` after STARTTLS, else the greeting comes first.
+    async fn over_tls<P: PreLogin>(
+        &mut self,
+        mut session: P,
+        tcp: TcpStream,
+        limit: Instant,
+        upgraded: bool,
+    ) {
+        let Some(tls) = self.handshake(tcp, limit).await else {
             return;
         };
-        if upgraded {
+        let out = if upgraded {
             session.tls_established();
             info!(session = %self.id, "TLS established");
-        }
-        self.prelogin_then_proxy(&mut session, tls).await;
-    }
-
-    async fn prelogin_then_proxy<P, S>(&mut self, session: &mut P, stream: S)
-    where
-        P: PreLogin,
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        match self.prelogin(session, stream).await {
+            Vec::new()
+        } else {
+            greeting(&self.ctx, true)
+        };
+        match self.prelogin(&mut session, tls, out).await {
             Outcome::Closed | Outcome::StartTls(_) => {}
             Outcome::LoggedIn(stream, logged, pending, tag) => {
                 self.proxy(stream, *logged, pending, tag).await;
@@ -152,13 +310,13 @@ impl Driver {
     async fn handshake(
         &self,
         tcp: TcpStream,
+        limit: Instant,
     ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
         let Some(config) = &self.ctx.tls else {
             tracing::error!(session = %self.id, side = "gateway", "listener has no TLS configuration");
             return None;
         };
         let acceptor = TlsAcceptor::from(Arc::clone(config));
-        let limit = (Instant::now() + HANDSHAKE_TIMEOUT).min(self.deadline);
         match timeout_at(limit, acceptor.accept(tcp)).await {
             Ok(Ok(tls)) => Some(tls),
             Ok(Err(e)) => {
@@ -172,14 +330,19 @@ impl Driver {
         }
     }
 
-    /// Runs the pre-login session until it closes, asks for TLS or logs in.
-    async fn prelogin<P, S>(&mut self, session: &mut P, mut stream: S) -> Outcome<S>
+    /// Runs the pre-login session until it closes, asks for TLS or logs in;
+    /// `out` is sent first.
+    async fn prelogin<P, S>(
+        &mut self,
+        session: &mut P,
+        mut stream: S,
+        mut out: Vec<u8>,
+    ) -> Outcome<S>
     where
         P: PreLogin,
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let limits = self.ctx.listener.limits;
-        let mut out: Vec<u8> = Vec::new();
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
             match session.step() {
@@ -200,15 +363,22 @@ impl Driver {
                     };
                     let limit = (Instant::now() + per_read).min(self.deadline);
                     // Read into a heap buffer that grows with what arrives
-                    // and is given back when large, so an idle connection
-                    // holds next to nothing.
+                    // and is given back when large, so a session waiting
+                    // for a command holds next to nothing.
                     if self.input.capacity() > READ {
                         self.input = Vec::new();
                     }
                     self.input.clear();
                     let read = tokio::select! {
                         read = timeout_at(limit, stream.read_buf(&mut self.input)) => read,
-                        _ = shutdown.changed(), if !*shutdown.borrow() => continue,
+                        changed = shutdown.changed(), if !*shutdown.borrow() => {
+                            if changed.is_err() {
+                                // The server is gone: a shutdown too.
+                                out.extend_from_slice(session.shutdown_reply());
+                                return Box::pin(self.close(stream, out)).await;
+                            }
+                            continue;
+                        }
                     };
                     match read {
                         Err(_) => {
@@ -246,7 +416,7 @@ impl Driver {
                     let generation = Arc::clone(&self.ctx.generation.borrow());
                     let protocol = self.ctx.listener.protocol;
                     // Boxed: the login's state (backend connection, TLS)
-                    // must not make every idle connection's task larger.
+                    // must not make every waiting session's task larger.
                     let login =
                         Box::pin(login(&generation, protocol, &request, self.peer, &self.id));
                     match login.await {

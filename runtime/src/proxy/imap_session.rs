@@ -32,7 +32,6 @@ enum Sasl {
 /// The session before login.
 #[derive(Debug)]
 pub struct ImapSession {
-    hostname: String,
     tls_mode: TlsMode,
     tls_active: bool,
     limits: PreLoginLimits,
@@ -48,15 +47,10 @@ pub struct ImapSession {
 
 impl ImapSession {
     /// A session for a listener with `tls_mode`; `tls_active` when the
-    /// connection is already TLS (implicit). The greeting is queued.
-    pub fn new(
-        hostname: &str,
-        tls_mode: TlsMode,
-        tls_active: bool,
-        limits: PreLoginLimits,
-    ) -> ImapSession {
-        let mut session = ImapSession {
-            hostname: hostname.to_owned(),
+    /// connection is already TLS (implicit). The greeting
+    /// ([`PreLogin::greeting`]) is the driver's to send.
+    pub fn new(tls_mode: TlsMode, tls_active: bool, limits: PreLoginLimits) -> ImapSession {
+        ImapSession {
             tls_mode,
             tls_active,
             limits,
@@ -67,39 +61,19 @@ impl ImapSession {
             failures: 0,
             bad_commands: 0,
             closing: false,
-        };
-        let greeting = format!(
-            "* OK [CAPABILITY {}] {} ready.\r\n",
-            session.capabilities(),
-            session.hostname
-        );
-        session.say(greeting);
-        session
+        }
     }
 
     fn login_allowed(&self) -> bool {
-        self.tls_active || self.tls_mode != TlsMode::StartTlsRequire
+        login_allowed(self.tls_mode, self.tls_active)
     }
 
     fn starttls_offered(&self) -> bool {
-        !self.tls_active
-            && matches!(
-                self.tls_mode,
-                TlsMode::StartTlsOffer | TlsMode::StartTlsRequire
-            )
+        starttls_offered(self.tls_mode, self.tls_active)
     }
 
     fn capabilities(&self) -> String {
-        let mut caps = vec!["IMAP4rev1", "SASL-IR", "LITERAL-", "ID"];
-        if self.starttls_offered() {
-            caps.push("STARTTLS");
-        }
-        if self.login_allowed() {
-            caps.extend(["AUTH=PLAIN", "AUTH=LOGIN"]);
-        } else {
-            caps.push("LOGINDISABLED");
-        }
-        caps.join(" ")
+        capabilities(self.tls_mode, self.tls_active)
     }
 
     fn say(&mut self, text: String) {
@@ -300,7 +274,36 @@ impl ImapSession {
     }
 }
 
+fn login_allowed(tls_mode: TlsMode, tls_active: bool) -> bool {
+    tls_active || tls_mode != TlsMode::StartTlsRequire
+}
+
+fn starttls_offered(tls_mode: TlsMode, tls_active: bool) -> bool {
+    !tls_active && matches!(tls_mode, TlsMode::StartTlsOffer | TlsMode::StartTlsRequire)
+}
+
+fn capabilities(tls_mode: TlsMode, tls_active: bool) -> String {
+    let mut caps = vec!["IMAP4rev1", "SASL-IR", "LITERAL-", "ID"];
+    if starttls_offered(tls_mode, tls_active) {
+        caps.push("STARTTLS");
+    }
+    if login_allowed(tls_mode, tls_active) {
+        caps.extend(["AUTH=PLAIN", "AUTH=LOGIN"]);
+    } else {
+        caps.push("LOGINDISABLED");
+    }
+    caps.join(" ")
+}
+
 impl PreLogin for ImapSession {
+    fn greeting(hostname: &str, tls_mode: TlsMode, tls_active: bool) -> Vec<u8> {
+        format!(
+            "* OK [CAPABILITY {}] {hostname} ready.\r\n",
+            capabilities(tls_mode, tls_active)
+        )
+        .into_bytes()
+    }
+
     fn feed(&mut self, bytes: &[u8]) {
         self.reader.feed(bytes);
     }

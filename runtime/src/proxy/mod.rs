@@ -9,6 +9,7 @@
 //!   address and logs in there, following login referrals;
 //! - [`login`] decides who the user is and which backend holds the mailbox;
 //! - [`splice`] copies bytes both ways once logged in;
+//! - [`waiting_room`] holds connections until the client's first bytes;
 //! - [`driver`] runs it all over a socket.
 //!
 //! Invariant: nothing the client sends before a successful login reaches a
@@ -21,8 +22,11 @@ pub mod imap_syntax;
 pub mod login;
 pub mod pop3_session;
 pub mod splice;
+pub mod waiting_room;
 
 use std::time::Duration;
+
+use mailgw_plan::TlsMode;
 
 use crate::smtp::Password;
 
@@ -71,6 +75,13 @@ pub enum LoginFailure {
 /// The protocol-specific side of a pre-login session, driven by
 /// [`driver`].
 pub trait PreLogin {
+    /// The first words on a connection of a listener with `tls_mode`;
+    /// `tls_active` when it is TLS from the start. The driver sends them
+    /// before the session sees any input, possibly before the session
+    /// exists.
+    fn greeting(hostname: &str, tls_mode: TlsMode, tls_active: bool) -> Vec<u8>
+    where
+        Self: Sized;
     /// Adds bytes received from the client.
     fn feed(&mut self, bytes: &[u8]);
     /// The client closed its side.

@@ -43,14 +43,10 @@ pub struct Pop3Session {
 
 impl Pop3Session {
     /// A session for a listener with `tls_mode`; `tls_active` when the
-    /// connection is already TLS. The greeting is queued.
-    pub fn new(
-        hostname: &str,
-        tls_mode: TlsMode,
-        tls_active: bool,
-        limits: PreLoginLimits,
-    ) -> Pop3Session {
-        let mut session = Pop3Session {
+    /// connection is already TLS. The greeting ([`PreLogin::greeting`]) is
+    /// the driver's to send.
+    pub fn new(tls_mode: TlsMode, tls_active: bool, limits: PreLoginLimits) -> Pop3Session {
+        Pop3Session {
             tls_mode,
             tls_active,
             limits,
@@ -61,9 +57,7 @@ impl Pop3Session {
             failures: 0,
             bad_commands: 0,
             closing: false,
-        };
-        session.ok(&format!("{hostname} ready."));
-        session
+        }
     }
 
     fn login_allowed(&self) -> bool {
@@ -240,6 +234,10 @@ impl Pop3Session {
 }
 
 impl PreLogin for Pop3Session {
+    fn greeting(hostname: &str, _tls_mode: TlsMode, _tls_active: bool) -> Vec<u8> {
+        format!("+OK {hostname} ready.\r\n").into_bytes()
+    }
+
     fn feed(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
     }

@@ -62,34 +62,48 @@ where
     }
     traffic.up = to_backend.len() as u64;
     traffic.down = to_client.len() as u64;
-    let mut up = vec![0u8; BUFFER];
-    let mut down = vec![0u8; BUFFER];
-    let mut deadline = Instant::now() + idle;
+    // Read into spare capacity, never zeroed; each round starts empty.
+    let mut up = Vec::with_capacity(BUFFER);
+    let mut down = Vec::with_capacity(BUFFER);
+    // One timer for the session, moved only when it fires: a round of
+    // traffic just notes the time.
+    let mut last = Instant::now();
+    let timer = sleep_until(last + idle);
+    tokio::pin!(timer);
     let ended = loop {
+        up.clear();
+        down.clear();
         tokio::select! {
-            read = client.read(&mut up) => match read {
+            read = client.read_buf(&mut up) => match read {
                 Ok(0) => break Ended::ClientClosed,
                 Ok(n) => {
-                    if let Err(e) = send(&mut backend, &up[..n]).await {
+                    if let Err(e) = send(&mut backend, &up).await {
                         break Ended::BackendError(e);
                     }
                     traffic.up += n as u64;
                 }
                 Err(e) => break Ended::ClientError(e),
             },
-            read = backend.read(&mut down) => match read {
+            read = backend.read_buf(&mut down) => match read {
                 Ok(0) => break Ended::BackendClosed,
                 Ok(n) => {
-                    if let Err(e) = send(&mut client, &down[..n]).await {
+                    if let Err(e) = send(&mut client, &down).await {
                         break Ended::ClientError(e);
                     }
                     traffic.down += n as u64;
                 }
                 Err(e) => break Ended::BackendError(e),
             },
-            () = sleep_until(deadline) => break Ended::Idle,
+            () = &mut timer => {
+                let until = last + idle;
+                if until <= Instant::now() {
+                    break Ended::Idle;
+                }
+                timer.as_mut().reset(until);
+                continue;
+            }
         }
-        deadline = Instant::now() + idle;
+        last = Instant::now();
     };
     // Best effort: a side that is gone cannot be told more.
     let close = async {
@@ -139,6 +153,30 @@ mod tests {
         let mut rest = Vec::new();
         backend.read_to_end(&mut rest).await.expect("read");
         assert!(rest.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn traffic_puts_the_idle_timeout_off() {
+        let (client_side, mut client) = tokio::io::duplex(64);
+        let (backend_side, mut backend) = tokio::io::duplex(64);
+        let start = Instant::now();
+        let task = tokio::spawn(splice(
+            client_side,
+            backend_side,
+            Vec::new(),
+            Vec::new(),
+            Duration::from_secs(30),
+        ));
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        client.write_all(b"x").await.expect("write");
+        let mut got = [0u8; 1];
+        backend.read_exact(&mut got).await.expect("read");
+        // Idle from 20 s on: the session ends 30 s later, not at 30 s.
+        let (ended, _) = task.await.expect("join");
+        assert!(matches!(ended, Ended::Idle), "{ended:?}");
+        let elapsed = start.elapsed();
+        assert!(elapsed >= Duration::from_secs(50), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(51), "{elapsed:?}");
     }
 
     #[tokio::test(start_paused = true)]

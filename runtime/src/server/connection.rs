@@ -141,25 +141,34 @@ struct Driver {
 impl Driver {
     async fn run(&mut self, session: &mut Session, tcp: TcpStream) -> Result<(), Failure> {
         if self.ctx.listener.tls.mode == TlsMode::Implicit {
-            let Some(tls) = self.handshake(tcp).await? else {
-                return Ok(());
-            };
-            let greeting = session.greeting();
-            return self.drive(session, tls, Some(greeting)).await.map(|_| ());
+            return Box::pin(self.over_tls(session, tcp, Some(session.greeting()))).await;
         }
         let greeting = session.greeting();
         match self.drive(session, tcp, Some(greeting)).await? {
             Ended::Closed => Ok(()),
-            Ended::StartTls(tcp) => {
-                let Some(tls) = self.handshake(tcp).await? else {
-                    return Ok(());
-                };
-                session.tls_established();
-                tracing::info!(session = %self.id, "TLS established");
-                match self.drive(session, tls, None).await? {
-                    Ended::Closed | Ended::StartTls(_) => Ok(()),
-                }
-            }
+            Ended::StartTls(tcp) => Box::pin(self.over_tls(session, tcp, None)).await,
+        }
+    }
+
+    /// The TLS handshake, then the session over TLS: from the start with
+    /// `greeting` (implicit TLS), or after `STARTTLS` when `greeting` is
+    /// `None`. Boxed by the caller: its state is large (rustls, the session
+    /// loop over a TLS stream) and a plain-text connection never needs it.
+    async fn over_tls(
+        &mut self,
+        session: &mut Session,
+        tcp: TcpStream,
+        greeting: Option<crate::smtp::Reply>,
+    ) -> Result<(), Failure> {
+        let Some(tls) = self.handshake(tcp).await? else {
+            return Ok(());
+        };
+        if greeting.is_none() {
+            session.tls_established();
+            tracing::info!(session = %self.id, "TLS established");
+        }
+        match self.drive(session, tls, greeting).await? {
+            Ended::Closed | Ended::StartTls(_) => Ok(()),
         }
     }
 
@@ -283,15 +292,12 @@ impl Driver {
                     return Ok(Ended::StartTls(stream));
                 }
                 Step::Authenticate(credentials) => {
-                    let verdict = self
-                        .ctx
-                        .authenticator
-                        .verify(
-                            &credentials.username,
-                            credentials.password.expose(),
-                            self.client,
-                        )
-                        .await;
+                    let verdict = Box::pin(self.ctx.authenticator.verify(
+                        &credentials.username,
+                        credentials.password.expose(),
+                        self.client,
+                    ))
+                    .await;
                     session.auth_result(match verdict {
                         Verdict::Accepted { .. } => AuthOutcome::Success,
                         Verdict::Rejected => AuthOutcome::Failure,
@@ -299,7 +305,10 @@ impl Driver {
                     });
                 }
                 Step::Deliver(delivery) => {
-                    let result = spool_message(&self.ctx, &self.id, *delivery).await;
+                    // Boxed, as are the other large, occasional waits: a
+                    // session's task then stays small (2.2 KB instead of
+                    // 11.4 KB) while it waits for commands.
+                    let result = Box::pin(spool_message(&self.ctx, &self.id, *delivery)).await;
                     session.spooled(result);
                 }
                 Step::Etrn(domain) => {

@@ -3,8 +3,9 @@
 //! A connection takes a permit of the listener's semaphore
 //! (`max-connections`) and a slot of its client address
 //! (`max-per-client`); over either it is answered `421 4.7.0` and closed.
-//! Both are released when the connection's task ends. SMTP connections go
-//! to [`connection::serve`], IMAP and POP3 ones to the proxy.
+//! Both are released when the connection ends. SMTP connections go to
+//! [`connection::serve`], IMAP and POP3 ones to the proxy, which lets them
+//! wait for their first command in the loop's waiting room.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,7 +20,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use super::connection::{self, Context};
 use super::Generation;
 use super::QueueLink;
-use crate::proxy::driver::{self, ProxyContext};
+use crate::proxy::driver::{self, ProxyContext, ProxyRoom};
 use crate::spool::Spool;
 
 /// The connection limits of one listener, shared by its bound addresses.
@@ -68,7 +69,7 @@ impl ListenerState {
 }
 
 /// An admitted connection's hold on the limits; released on drop.
-struct Admission {
+pub struct Admission {
     state: Arc<ListenerState>,
     ip: IpAddr,
     _permit: OwnedSemaphorePermit,
@@ -106,6 +107,7 @@ pub struct Shared {
 pub async fn accept_loop(tcp: TcpListener, state: Arc<ListenerState>, shared: Shared) {
     let mut shutdown = shared.shutdown.clone();
     let addr = tcp.local_addr().ok();
+    let mut room: Option<ProxyRoom> = None;
     loop {
         let accepted = tokio::select! {
             accepted = tcp.accept() => accepted,
@@ -143,11 +145,10 @@ pub async fn accept_loop(tcp: TcpListener, state: Arc<ListenerState>, shared: Sh
                 generation: shared.generation.clone(),
                 shutdown: shared.shutdown.clone(),
                 _drain: shared.drain.clone(),
+                _admission: admission,
             };
-            tokio::spawn(async move {
-                driver::serve(stream, peer, ctx).await;
-                drop(admission);
-            });
+            let room = room.get_or_insert_with(|| ProxyRoom::open(shared.shutdown.clone()));
+            driver::accept(stream, peer, ctx, room);
             continue;
         }
         let ctx = Context {

@@ -148,10 +148,7 @@ impl Content {
             // Most octets are ordinary text inside a line: take a run of
             // them at once rather than one by one.
             if self.pos == LinePos::Text {
-                let run = bytes[i..]
-                    .iter()
-                    .position(|&b| matches!(b, b'\r' | b'\n' | 0))
-                    .unwrap_or(bytes.len() - i);
+                let run = memchr::memchr3(b'\r', b'\n', 0, &bytes[i..]).unwrap_or(bytes.len() - i);
                 if run > 0 {
                     self.text(&bytes[i..i + run]);
                     i += run;
@@ -319,7 +316,7 @@ impl DataDecoder {
                 }
                 Scan::Text => {
                     // Only a CR changes anything: skip to the next one.
-                    match input[i..].iter().position(|&b| b == b'\r') {
+                    match memchr::memchr(b'\r', &input[i..]) {
                         Some(k) => {
                             self.state = Scan::Cr;
                             i += k + 1;

@@ -27,22 +27,37 @@ pub const MAX_ENVELOPE: u32 = 16 << 20;
 
 /// A 16-byte header: magic, version, reserved zero.
 pub fn header(magic: &[u8; 8]) -> [u8; 16] {
+    versioned_header(magic, VERSION)
+}
+
+/// A 16-byte header with a version of the file kind's own.
+pub fn versioned_header(magic: &[u8; 8], version: u32) -> [u8; 16] {
     let mut h = [0u8; 16];
     h[..8].copy_from_slice(magic);
-    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&version.to_le_bytes());
     h
 }
 
 /// Checks a 16-byte header.
 pub fn check_header(bytes: &[u8], magic: &[u8; 8]) -> Result<(), String> {
+    check_versioned_header(bytes, magic, VERSION..=VERSION).map(|_| ())
+}
+
+/// Checks a 16-byte header whose version may be any in `known`; returns
+/// the version.
+pub fn check_versioned_header(
+    bytes: &[u8],
+    magic: &[u8; 8],
+    known: std::ops::RangeInclusive<u32>,
+) -> Result<u32, String> {
     if bytes.len() < 16 || &bytes[..8] != magic {
         return Err("bad magic".into());
     }
     let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != VERSION {
+    if !known.contains(&version) {
         return Err(format!("unknown format version {version}"));
     }
-    Ok(())
+    Ok(version)
 }
 
 /// The fixed-size end of a message file.

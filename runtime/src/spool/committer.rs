@@ -5,9 +5,10 @@
 //! thread takes whatever has queued up while it was busy and makes the whole
 //! batch durable with one sync per file and a single directory sync (group
 //! commit), then wakes every waiter. Messages held in memory go into the
-//! active segment (`segment.rs`) in one write and one sync per batch. Because it is the only writer of
-//! `queue/`, journal appends never interleave and a state check and the
-//! append it guards cannot race.
+//! active segment (`segment.rs`), together with removal records for the
+//! messages of that segment the batch removes, in one write and one sync
+//! per batch. Because it is the only writer of `queue/`, journal appends
+//! never interleave and a state check and the append it guards cannot race.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -27,6 +28,10 @@ use super::segment::{self, del_path, seg_path, Index, Location, SEGMENT_SIZE};
 /// Removal log entries reserved beyond those needed, so that a batch
 /// seldom needs a `fallocate` call (about 40 KiB per segment).
 const RESERVE_AHEAD: usize = 1024;
+
+/// How long a batch that no client waits for may wait for a commit to
+/// share its sync with.
+const LATE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A reply channel for one operation.
 pub type Done = oneshot::Sender<Result<(), SpoolError>>;
@@ -62,11 +67,19 @@ pub enum Op {
     Discard(PathBuf),
 }
 
+impl Op {
+    /// Whether the operation may wait a moment for others: only a commit
+    /// has a client waiting for its `250`.
+    fn may_wait(&self) -> bool {
+        !matches!(self, Op::Commit { .. })
+    }
+}
+
 /// A written message, as the committer gets it.
 pub enum Payload {
     /// The complete message image, held in memory: appended to the active
     /// segment.
-    Image(Vec<u8>),
+    Image(Arc<Vec<u8>>),
     /// A temporary file in `incoming/`, written and flushed: synced and
     /// renamed to `queue/ID.msg`.
     File {
@@ -114,16 +127,32 @@ pub struct Committer {
 
 impl Committer {
     /// Runs until every sender is gone.
+    ///
+    /// A batch of nothing but removals and journal records, which no client
+    /// waits for, waits up to [`LATE_WAIT`] for a commit to share its sync
+    /// with: under load a delivered message's removal then costs no sync of
+    /// its own (it goes into the active segment with the next commits).
     pub fn run(mut self, rx: Receiver<Op>) {
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match rx.try_recv() {
-                    Ok(op) => batch.push(op),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            self.gather(&rx, &mut batch);
+            if batch.iter().all(Op::may_wait) && batch.len() < self.max_batch {
+                if let Ok(op) = rx.recv_timeout(LATE_WAIT) {
+                    batch.push(op);
+                    self.gather(&rx, &mut batch);
                 }
             }
             self.batch(batch);
+        }
+    }
+
+    /// Adds to `batch` whatever is waiting, up to the batch limit.
+    fn gather(&self, rx: &Receiver<Op>, batch: &mut Vec<Op>) {
+        while batch.len() < self.max_batch {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            }
         }
     }
 
@@ -194,12 +223,16 @@ impl Committer {
                 }
             }
         }
-        // Segments whose journals go once their removal is durable.
+        // 2. New messages, and the removal of messages in the active
+        // segment, in one write to it. Segments whose journals go once their
+        // removal is durable are noted in `reclaimed`.
         let mut reclaimed = Vec::new();
-        let segment = self.append_images(images, &mut pending, &mut reclaimed);
+        let seg_removes = self.locate(seg_removes, &mut pending);
+        let (segment, seg_removes) =
+            self.append_to_active(images, seg_removes, &mut pending, &mut reclaimed);
         dir_dirty |= segment.as_ref().is_some_and(|s| s.created) || !reclaimed.is_empty();
 
-        // 2. Journal appends, one sync per journal.
+        // 3. Journal appends, one sync per journal.
         let mut journals: BTreeMap<MessageId, OpenJournal> = BTreeMap::new();
         let mut append_results = Vec::new();
         for (id, record, done) in appends {
@@ -226,7 +259,7 @@ impl Committer {
             pending.push((done, res, needs_dir));
         }
 
-        // 3. Removals: the message file goes first; its journal only after
+        // 4. Removals: the message file goes first; its journal only after
         // that is durable, so a crash never leaves a message without the
         // record of who already has it.
         let mut unlinked = Vec::new();
@@ -244,13 +277,9 @@ impl Committer {
                 Err(e) => pending.push((done, Err(SpoolError::io("remove", path, e)), false)),
             }
         }
-        for (id, done) in seg_removes {
-            let (res, needs_dir) = self.remove_from_segment(&id, &mut reclaimed);
-            dir_dirty |= needs_dir;
-            pending.push((done, res, needs_dir));
-        }
+        dir_dirty |= self.remove_from_segments(seg_removes, &mut reclaimed, &mut pending);
 
-        // 4. One directory sync for the whole batch.
+        // 5. One directory sync for the whole batch.
         let dir_result = if dir_dirty {
             sync_dir(&self.queue)
         } else {
@@ -300,112 +329,142 @@ impl Committer {
         }
     }
 
-    /// Appends the in-memory messages of a batch to the active segment with
-    /// one write and one `fdatasync`, after reserving their removal log
-    /// entries. Their replies go to `pending`; the messages enter the index
-    /// at once (taken out again if the directory sync fails).
-    fn append_images(
+    /// Appends the in-memory messages of a batch, and a removal record for
+    /// each message of the active segment the batch removes, to the active
+    /// segment with one write and one `fdatasync`, after reserving the new
+    /// messages' removal log entries. The replies go to `pending`; the new
+    /// messages enter the index at once (taken out again if the directory
+    /// sync fails). Returns what was written and the removals of messages
+    /// in other segments, for their removal logs.
+    fn append_to_active(
         &mut self,
-        images: Vec<(Vec<u8>, MessageId, Done)>,
+        images: Vec<(Arc<Vec<u8>>, MessageId, Done)>,
+        removals: Vec<Removal>,
         pending: &mut Vec<(Done, Result<(), SpoolError>, bool)>,
         reclaimed: &mut Vec<(u64, Vec<MessageId>)>,
-    ) -> Option<SegmentWrite> {
-        if images.is_empty() {
-            return None;
+    ) -> (Option<SegmentWrite>, Vec<Removal>) {
+        let active_no = |c: &Committer| c.active.as_ref().map(|a| a.no);
+        if images.is_empty() && !removals.iter().any(|r| Some(r.1) == active_no(self)) {
+            return (None, removals);
         }
         let mut created = false;
-        let queue = self.queue.clone();
-        let index = &Arc::clone(&self.index);
-        let mut retire = false;
-        let res = self
-            .ready_segment(&mut created, reclaimed)
-            .and_then(|active| {
-                let start = active.len;
-                let path = seg_path(&queue, active.no);
-                let placed_before = super::lock(index)
-                    .segments
-                    .get(&active.no)
-                    .map_or(0, |s| s.placed);
-                let needed = placed_before + images.len();
-                let reserved = if needed > active.reserved {
-                    // Reserve ahead, so that most batches need no call.
-                    let more = needed + RESERVE_AHEAD;
-                    segment::reserve_del(&active.del, more)
-                        .map(|()| active.reserved = more)
-                        .map_err(|e| SpoolError::io("reserve", del_path(&queue, active.no), e))
-                } else {
-                    Ok(())
-                };
-                let end = start + segment::records_len(images.iter().map(|i| i.0.as_slice()));
-                let written = reserved
-                    .and_then(|()| {
-                        if end <= active.zeroed {
-                            return Ok(());
-                        }
-                        let ahead = end + segment::ZERO_AHEAD;
-                        let to = match segment::zero_fill(&active.file, active.zeroed, ahead) {
-                            Ok(()) => Ok(ahead),
-                            Err(_) => {
-                                // Not that much room (a nearly full disk):
-                                // give it back and take what this batch needs.
-                                let _ = active.file.set_len(active.zeroed);
-                                segment::zero_fill(&active.file, active.zeroed, end).map(|()| end)
-                            }
-                        };
-                        to.map(|to| active.zeroed = to)
-                            .map_err(|e| SpoolError::io("extend", &path, e))
-                    })
-                    .and_then(|()| {
-                        let records = images.iter().map(|(image, id, _)| (id, image.as_slice()));
-                        segment::write_records(&active.file, active.no, start, records)
-                            .map_err(|e| SpoolError::io("append", &path, e))
-                    })
-                    .and_then(|written| {
-                        active
-                            .file
-                            .sync_data()
-                            .map(|()| written)
-                            .map_err(|e| SpoolError::io("sync", &path, e))
-                    });
-                match written {
-                    Ok((placed, bytes)) => {
-                        active.len += bytes;
-                        // In the index at once: a removal later in this batch
-                        // must not find the segment empty.
-                        let mut index = super::lock(index);
-                        for (id, loc) in &placed {
-                            index.insert(id.clone(), *loc);
-                        }
-                        Ok(SegmentWrite {
-                            start,
-                            created,
-                            placed,
-                        })
-                    }
-                    Err(e) => {
-                        // Cut the refused records off so that none of them is
-                        // found at the next start.
-                        retire = active.file.set_len(start).is_err();
-                        active.zeroed = start;
-                        Err(e)
-                    }
+        let ready = if images.is_empty() {
+            Ok(())
+        } else {
+            self.ready_segment(&mut created, reclaimed).map(|_| ())
+        };
+        let no = active_no(self);
+        let (gone, others): (Vec<Removal>, Vec<Removal>) =
+            removals.into_iter().partition(|r| Some(r.1) == no);
+        let written = ready.and_then(|()| self.write_active(&images, &gone));
+        match written {
+            Ok((start, placed)) => {
+                let mut index = self.index();
+                for (id, loc) in &placed {
+                    index.insert(id.clone(), *loc);
                 }
-            });
-        if retire {
-            self.active = None;
-        }
-        match res {
-            Ok(write) => {
+                for (id, _, _) in &gone {
+                    index.remove(id);
+                }
+                drop(index);
                 for (_, _, done) in images {
                     pending.push((done, Ok(()), created));
                 }
-                Some(write)
+                for (_, _, done) in gone {
+                    pending.push((done, Ok(()), false));
+                }
+                let write = SegmentWrite {
+                    start,
+                    created,
+                    placed,
+                };
+                (Some(write), others)
             }
             Err(e) => {
-                for (_, _, done) in images {
+                let dones = images.into_iter().map(|i| i.2);
+                for done in dones.chain(gone.into_iter().map(|r| r.2)) {
                     pending.push((done, Err(e.duplicate()), false));
                 }
-                None
+                (None, others)
+            }
+        }
+    }
+
+    /// Writes the records of new messages and of removals into the active
+    /// segment and syncs it; returns where the records start and where each
+    /// message is. On an error the records are cut off again, so that none
+    /// is found at the next start.
+    fn write_active(
+        &mut self,
+        images: &[(Arc<Vec<u8>>, MessageId, Done)],
+        gone: &[Removal],
+    ) -> Result<(u64, Vec<(MessageId, Location)>), SpoolError> {
+        let queue = self.queue.clone();
+        let index = Arc::clone(&self.index);
+        let active = self.active.as_mut().ok_or(SpoolError::Closed)?;
+        let start = active.len;
+        let path = seg_path(&queue, active.no);
+        let placed_before = super::lock(&index)
+            .segments
+            .get(&active.no)
+            .map_or(0, |s| s.placed);
+        let needed = placed_before + images.len();
+        let reserved = if needed > active.reserved {
+            // Reserve ahead, so that most batches need no call.
+            let more = needed + RESERVE_AHEAD;
+            segment::reserve_del(&active.del, more)
+                .map(|()| active.reserved = more)
+                .map_err(|e| SpoolError::io("reserve", del_path(&queue, active.no), e))
+        } else {
+            Ok(())
+        };
+        let end = start
+            + segment::records_len(images.iter().map(|i| i.0.as_slice()))
+            + segment::RECORD_HEAD * gone.len() as u64;
+        let written = reserved
+            .and_then(|()| {
+                if end <= active.zeroed {
+                    return Ok(());
+                }
+                let ahead = end + segment::ZERO_AHEAD;
+                let to = match segment::zero_fill(&active.file, active.zeroed, ahead) {
+                    Ok(()) => Ok(ahead),
+                    Err(_) => {
+                        // Not that much room (a nearly full disk): give it
+                        // back and take what this batch needs.
+                        let _ = active.file.set_len(active.zeroed);
+                        segment::zero_fill(&active.file, active.zeroed, end).map(|()| end)
+                    }
+                };
+                to.map(|to| active.zeroed = to)
+                    .map_err(|e| SpoolError::io("extend", &path, e))
+            })
+            .and_then(|()| {
+                let records = images.iter().map(|(image, id, _)| (id, image.as_slice()));
+                let removed = gone.iter().map(|r| &r.0);
+                segment::write_records(&active.file, active.no, start, records, removed)
+                    .map_err(|e| SpoolError::io("append", &path, e))
+            })
+            .and_then(|written| {
+                active
+                    .file
+                    .sync_data()
+                    .map(|()| written)
+                    .map_err(|e| SpoolError::io("sync", &path, e))
+            });
+        match written {
+            Ok((placed, bytes)) => {
+                active.len += bytes;
+                Ok((start, placed))
+            }
+            Err(e) => {
+                if active.file.set_len(start).is_err() {
+                    // A segment that cannot be cut takes no more records.
+                    self.active = None;
+                } else {
+                    active.zeroed = start;
+                }
+                Err(e)
             }
         }
     }
@@ -481,56 +540,83 @@ impl Committer {
         }
     }
 
-    /// Removes a message held in a segment: an entry in the segment's
-    /// removal log, or, for the last message in it, the deletion of the
-    /// segment (the active one too: the next message starts a new one).
-    /// Returns the result and whether it waits for the directory sync.
-    fn remove_from_segment(
-        &mut self,
-        id: &MessageId,
-        reclaimed: &mut Vec<(u64, Vec<MessageId>)>,
-    ) -> (Result<(), SpoolError>, bool) {
-        let found = {
-            let index = self.index();
-            index.messages.get(id).map(|loc| {
-                let last = index
-                    .segments
-                    .get(&loc.segment)
-                    .is_some_and(|s| s.live <= 1);
-                (loc.segment, last)
-            })
-        };
-        let Some((no, last)) = found else {
-            return (Err(SpoolError::NotFound(id.clone())), false);
-        };
-        if last {
-            if self.active.as_ref().is_some_and(|a| a.no == no) {
-                self.active = None;
+    /// The segment of each message a batch removes from a segment; an ID
+    /// not queued (or named twice) is answered `NotFound` in `pending`.
+    fn locate(
+        &self,
+        removes: Vec<(MessageId, Done)>,
+        pending: &mut Vec<(Done, Result<(), SpoolError>, bool)>,
+    ) -> Vec<Removal> {
+        let index = self.index();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut located = Vec::new();
+        for (id, done) in removes {
+            match index.messages.get(&id) {
+                Some(loc) if seen.insert(id.clone()) => located.push((id, loc.segment, done)),
+                _ => pending.push((done, Err(SpoolError::NotFound(id)), false)),
             }
-            self.index().remove(id);
-            return match self.reclaim(no) {
-                Some(ids) => {
-                    reclaimed.push((no, ids));
-                    (Ok(()), true)
+        }
+        located
+    }
+
+    /// Removes messages held in segments other than the active one. For
+    /// each segment, their entries go into its removal log in one write and
+    /// one sync; a segment left without messages is deleted instead. The
+    /// replies go to `pending`; returns whether a directory entry changed.
+    fn remove_from_segments(
+        &mut self,
+        removals: Vec<Removal>,
+        reclaimed: &mut Vec<(u64, Vec<MessageId>)>,
+        pending: &mut Vec<(Done, Result<(), SpoolError>, bool)>,
+    ) -> bool {
+        let mut by_segment: BTreeMap<u64, Vec<(MessageId, Done)>> = BTreeMap::new();
+        for (id, no, done) in removals {
+            by_segment.entry(no).or_default().push((id, done));
+        }
+        let mut dir_dirty = false;
+        for (no, removals) in by_segment {
+            let active = self.active.as_ref().is_some_and(|a| a.no == no);
+            let live = self.index().segments.get(&no).map_or(0, |s| s.live);
+            let result = if !active && live <= removals.len() {
+                {
+                    let mut index = self.index();
+                    for (id, _) in &removals {
+                        index.remove(id);
+                    }
                 }
-                None => (
-                    Err(SpoolError::io(
+                match self.reclaim(no) {
+                    Some(ids) => {
+                        reclaimed.push((no, ids));
+                        dir_dirty = true;
+                        Ok(true)
+                    }
+                    None => Err(SpoolError::io(
                         "remove",
                         seg_path(&self.queue, no),
                         io::Error::other("cannot delete the segment"),
                     )),
-                    false,
-                ),
+                }
+            } else {
+                let del = del_path(&self.queue, no);
+                match segment::append_dels(&del, removals.iter().map(|(id, _)| id)) {
+                    Ok(()) => {
+                        let mut index = self.index();
+                        for (id, _) in &removals {
+                            index.remove(id);
+                        }
+                        Ok(false)
+                    }
+                    Err(e) => Err(SpoolError::io("append", del, e)),
+                }
             };
-        }
-        let del = del_path(&self.queue, no);
-        match segment::append_del(&del, id) {
-            Ok(()) => {
-                self.index().remove(id);
-                (Ok(()), false)
+            for (_, done) in removals {
+                pending.push(match &result {
+                    Ok(needs_dir) => (done, Ok(()), *needs_dir),
+                    Err(e) => (done, Err(e.duplicate()), false),
+                });
             }
-            Err(e) => (Err(SpoolError::io("append", del, e)), false),
         }
+        dir_dirty
     }
 
     /// Deletes a segment none of whose messages is queued; returns the IDs
@@ -604,6 +690,10 @@ impl Committer {
         }
     }
 }
+
+/// A message a batch removes from a segment: its ID, its segment and the
+/// waiter.
+type Removal = (MessageId, u64, Done);
 
 /// What a batch appended to the active segment.
 struct SegmentWrite {

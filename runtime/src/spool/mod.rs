@@ -24,6 +24,7 @@ mod committer;
 mod envelope;
 mod error;
 mod files;
+mod hot;
 mod id;
 mod recovery;
 mod segment;
@@ -117,6 +118,8 @@ struct Inner {
     max_inline: usize,
     /// Where [`Spool::arrivals`] announces committed messages.
     arrivals: Mutex<Option<tokio::sync::mpsc::UnboundedSender<MessageId>>>,
+    /// Messages just committed, for their first attempt.
+    hot: hot::Hot,
 }
 
 impl Inner {
@@ -191,6 +194,7 @@ impl Spool {
                 index,
                 max_inline: options.max_inline,
                 arrivals: Mutex::new(None),
+                hot: hot::Hot::default(),
             }),
         };
         Ok((spool, recovered))
@@ -216,12 +220,16 @@ impl Spool {
                     .map(|(ids, _)| ids)
                     .unwrap_or_default();
                 match segment::scan(&path, no) {
-                    Ok(scan) => ids.extend(
-                        scan.messages
-                            .into_iter()
-                            .map(|(id, _)| id)
-                            .filter(|id| !removed.contains(id)),
-                    ),
+                    Ok(scan) => {
+                        let gone: std::collections::BTreeSet<MessageId> =
+                            removed.into_iter().chain(scan.removed).collect();
+                        ids.extend(
+                            scan.messages
+                                .into_iter()
+                                .map(|(id, _)| id)
+                                .filter(|id| !gone.contains(id)),
+                        );
+                    }
                     // Deleted meanwhile: its messages are gone.
                     Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(ReadError::Io(e)) => return Err(SpoolError::io("read", &path, e)),
@@ -317,6 +325,7 @@ impl Spool {
     /// The queue manager removes a message once every recipient is final;
     /// the admin `delete` removes it regardless.
     pub async fn remove(&self, id: &MessageId) -> Result<(), SpoolError> {
+        self.inner.hot.evict(id);
         let (done, wait) = oneshot::channel();
         self.inner.send(Op::Remove {
             id: id.clone(),
@@ -326,6 +335,8 @@ impl Spool {
     }
 
     async fn append(&self, id: &MessageId, record: Record) -> Result<(), SpoolError> {
+        // From now on the message's state is its envelope and its journal.
+        self.inner.hot.evict(id);
         let (done, wait) = oneshot::channel();
         self.inner.send(Op::Append {
             id: id.clone(),
@@ -338,6 +349,17 @@ impl Spool {
     /// One queued message with its current state (admin `show`). Does not
     /// read the message bytes.
     pub async fn load(&self, id: &MessageId) -> Result<QueuedMessage, SpoolError> {
+        if let Some(envelope) = self.inner.hot.envelope(id) {
+            // Just committed, no journal yet: nothing to replay.
+            return Ok(QueuedMessage {
+                id: id.clone(),
+                envelope,
+                hold: false,
+                attempts: 0,
+                next_attempt: None,
+                warned: false,
+            });
+        }
         let queue = self.inner.queue.clone();
         let index = Arc::clone(&self.inner.index);
         let id = id.clone();
@@ -379,6 +401,9 @@ impl Spool {
     /// The bytes of `message` (as [`Spool::load`] or [`Spool::list`] gave
     /// it), read at once: what the queue manager delivers.
     pub async fn read(&self, message: &QueuedMessage) -> Result<Vec<u8>, SpoolError> {
+        if let Some(body) = self.inner.hot.body(&message.id) {
+            return Ok(body);
+        }
         let id = message.id.clone();
         let loc = lock(&self.inner.index).messages.get(&id).copied();
         let (path, start) = match loc {

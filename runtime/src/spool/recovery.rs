@@ -143,7 +143,7 @@ pub fn recover(
                 .map_err(|e| SpoolError::io("create", &del, e))?;
             queue_changed = true;
         }
-        let removed: BTreeSet<MessageId> = removed.into_iter().collect();
+        let mut removed: BTreeSet<MessageId> = removed.into_iter().collect();
         let scan = match segment::scan(&path, no) {
             Ok(scan) => scan,
             Err(ReadError::Io(e)) => return Err(SpoolError::io("read", &path, e)),
@@ -163,6 +163,7 @@ pub fn recover(
                 "spool: ignoring a torn or damaged segment tail"
             );
         }
+        removed.extend(scan.removed);
         for (id, loc) in scan.messages {
             if removed.contains(&id) {
                 let seg = index.segments.entry(no).or_default();
@@ -205,7 +206,7 @@ pub fn recover(
                     out.corrupt.push((name, why.clone()));
                     set_aside(queue, corrupt, &format!("{id}.st"), &why, &mut out)?;
                     let del = del_path(queue, loc.segment);
-                    segment::append_del(&del, &id)
+                    segment::append_dels(&del, std::iter::once(&id))
                         .map_err(|e| SpoolError::io("append", &del, e))?;
                     let seg = index.segments.entry(loc.segment).or_default();
                     seg.placed += 1;

@@ -9,16 +9,21 @@
 //!
 //! A record is a header (image length, message ID, CRC of both) followed by
 //! the message's image: exactly the bytes of a message file, with its own
-//! trailer and checksums. A crash can only tear the records of the batch
+//! trailer and checksums. A header alone whose length is [`REMOVED`] is a
+//! removal record: the message with that ID, earlier in the same segment,
+//! is removed. A crash can only tear the records of the batch
 //! being written, none of which was acknowledged; reading a segment stops
 //! at the first record whose header is incomplete or fails its CRC.
 //!
-//! A segment message is removed by appending its ID to the segment's
+//! A message of the active segment is removed by a removal record, written
+//! and synced with the batch's new messages. A message of an older segment
+//! is removed by appending its ID to the segment's
 //! removal log `NNNNNNNNNNNNNNNN.del` (created with the segment; room for
 //! one entry per message is reserved with `fallocate` as messages are
 //! added, so that a removal needs no new space on a full disk). The last
-//! message of a segment is removed by deleting the segment; the removal log
-//! and the journals of its messages go once that is durable.
+//! message of a segment is removed by deleting the segment (the active
+//! segment only once it is full); the removal log and the journals of its
+//! messages go once that is durable.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -26,12 +31,17 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::codec::{check_header, header, HEADER_LEN};
+use super::codec::{check_header, check_versioned_header, header, versioned_header, HEADER_LEN};
 use super::files::{read_image, ReadError};
 use super::id::{self, MessageId};
 
 /// Magic of a segment file's header.
 pub const SEG_MAGIC: &[u8; 8] = b"MGWSEGMT";
+/// Format version of new segments: 2 added removal records. Version 1
+/// segments (no removal records) are read as well.
+pub const SEG_VERSION: u32 = 2;
+/// The image length in a record header that makes it a removal record.
+pub const REMOVED: u32 = u32::MAX;
 /// Length of a record header: image length, ID, CRC.
 pub const RECORD_HEAD: u64 = 4 + id::LEN as u64 + 4;
 /// A segment takes no more records once it is this long.
@@ -82,12 +92,13 @@ pub fn reserve_del(f: &File, messages: usize) -> io::Result<()> {
     }
 }
 
-/// Appends one entry to a segment's removal log and syncs it.
-pub fn append_del(path: &Path, id: &MessageId) -> io::Result<()> {
+/// Appends the entries of `ids` to a segment's removal log in one write
+/// and syncs it.
+pub fn append_dels<'a>(path: &Path, ids: impl Iterator<Item = &'a MessageId>) -> io::Result<()> {
     let mut f = std::fs::OpenOptions::new().append(true).open(path)?;
     let len = f.metadata()?.len();
-    let entry = del_entry(id);
-    if let Err(e) = f.write_all(&entry).and_then(|()| f.sync_data()) {
+    let entries: Vec<u8> = ids.flat_map(del_entry).collect();
+    if let Err(e) = f.write_all(&entries).and_then(|()| f.sync_data()) {
         // A torn entry would hide the ones after it; cut it off.
         let _ = f.set_len(len);
         return Err(e);
@@ -141,7 +152,7 @@ pub fn parse_name(name: &str) -> Option<u64> {
 
 /// The header of a new segment file.
 pub fn file_header() -> [u8; 16] {
-    header(SEG_MAGIC)
+    versioned_header(SEG_MAGIC, SEG_VERSION)
 }
 
 /// Bytes gathered into one `write` when appending records: a batch of small
@@ -151,8 +162,19 @@ const WRITE_CHUNK: usize = 256 * 1024;
 
 /// The header of one record: image length, ID, CRC of both.
 fn record_head(id: &MessageId, image_len: usize) -> [u8; RECORD_HEAD as usize] {
+    // Images are far smaller than `REMOVED` (the spool's `max_inline`).
+    let len = u32::try_from(image_len).unwrap_or(REMOVED - 1);
+    head_with_len(id, len.min(REMOVED - 1))
+}
+
+/// A removal record: the header alone, with the length [`REMOVED`].
+fn removal_head(id: &MessageId) -> [u8; RECORD_HEAD as usize] {
+    head_with_len(id, REMOVED)
+}
+
+fn head_with_len(id: &MessageId, len: u32) -> [u8; RECORD_HEAD as usize] {
     let mut head = [0u8; RECORD_HEAD as usize];
-    let len = u32::try_from(image_len).unwrap_or(u32::MAX).to_le_bytes();
+    let len = len.to_le_bytes();
     head[..4].copy_from_slice(&len);
     head[4..4 + id::LEN].copy_from_slice(id.as_str().as_bytes());
     let crc = crc32fast::hash(&head[..4 + id::LEN]);
@@ -184,15 +206,17 @@ pub fn records_len<'a>(images: impl Iterator<Item = &'a [u8]>) -> u64 {
     images.map(|image| RECORD_HEAD + image.len() as u64).sum()
 }
 
-/// Writes a record for each message image into segment `no` at offset
-/// `start` (the end of its records). Returns where each message is and the
-/// bytes written. Not synced; on an error the caller cuts the file back to
-/// `start`.
+/// Writes a record for each message image, then a removal record for each
+/// of `removed` (messages earlier in this segment), into segment `no` at
+/// offset `start` (the end of its records). Returns where each message is
+/// and the bytes written. Not synced; on an error the caller cuts the file
+/// back to `start`.
 pub fn write_records<'a>(
     file: &File,
     no: u64,
     start: u64,
     images: impl Iterator<Item = (&'a MessageId, &'a [u8])>,
+    removed: impl Iterator<Item = &'a MessageId>,
 ) -> io::Result<(Vec<(MessageId, Location)>, u64)> {
     let mut buf = Vec::new();
     // File offset at which `buf` starts.
@@ -223,6 +247,9 @@ pub fn write_records<'a>(
                 len: image.len() as u64,
             },
         ));
+    }
+    for id in removed {
+        buf.extend_from_slice(&removal_head(id));
     }
     file.write_all_at(&buf, pos)?;
     pos += buf.len() as u64;
@@ -300,6 +327,8 @@ pub struct Scan {
     pub corrupt: Vec<(MessageId, Vec<u8>, String)>,
     /// Bytes after the last sound record (a torn tail, or damage).
     pub dropped: u64,
+    /// Messages removed by a removal record.
+    pub removed: Vec<MessageId>,
 }
 
 /// Reads a segment file and validates every record in full.
@@ -312,8 +341,8 @@ pub fn scan(path: &Path, no: u64) -> Result<Scan, ReadError> {
         // A header cut short, with or without the zeros written ahead: a
         // creation torn before its first batch was synced, so the segment
         // never held an acknowledged message.
-        Ok(()) => match check_header(&head, SEG_MAGIC) {
-            Ok(()) => false,
+        Ok(()) => match check_versioned_header(&head, SEG_MAGIC, 1..=SEG_VERSION) {
+            Ok(_) => false,
             Err(_) if torn_header(&head) => true,
             Err(why) => return Err(ReadError::Corrupt(why)),
         },
@@ -341,7 +370,7 @@ pub fn scan(path: &Path, no: u64) -> Result<Scan, ReadError> {
         if crc32fast::hash(body).to_le_bytes() != crc {
             break;
         }
-        let image_len = u64::from(u32::from_le_bytes([body[0], body[1], body[2], body[3]]));
+        let image_len = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
         let Some(id) = std::str::from_utf8(&body[4..])
             .ok()
             .and_then(MessageId::parse)
@@ -349,6 +378,13 @@ pub fn scan(path: &Path, no: u64) -> Result<Scan, ReadError> {
             break;
         };
         let offset = pos + RECORD_HEAD;
+        if image_len == REMOVED {
+            out.corrupt.append(&mut bad);
+            out.removed.push(id);
+            pos = offset;
+            continue;
+        }
+        let image_len = u64::from(image_len);
         if offset + image_len > len {
             break;
         }

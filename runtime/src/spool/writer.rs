@@ -1,11 +1,14 @@
 //! Writing one message into the spool as it arrives.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::sync::oneshot;
 
-use super::codec::{encode_envelope, header, Trailer, MAX_ENVELOPE, MSG_MAGIC};
+use super::codec::{
+    decode_envelope, encode_envelope, header, Trailer, HEADER_LEN, MAX_ENVELOPE, MSG_MAGIC,
+};
 use super::committer::{Op, Payload};
 use super::envelope::Envelope;
 use super::error::SpoolError;
@@ -144,8 +147,15 @@ impl SpoolWriter {
         };
         self.raw(&env).await?;
         self.raw(&trailer.encode()).await?;
+        // An image in memory stays in the spool's cache for the first
+        // attempt, as the committed envelope reads back.
+        let mut hot = None;
         let payload = match &mut self.sink {
-            Sink::Memory(buf) => Payload::Image(std::mem::take(buf)),
+            Sink::Memory(buf) => {
+                let image = Arc::new(std::mem::take(buf));
+                hot = Some(Arc::clone(&image));
+                Payload::Image(image)
+            }
             Sink::File { tmp, file } => {
                 file.flush()
                     .await
@@ -174,6 +184,14 @@ impl SpoolWriter {
             })
             .inspect_err(|_| self.handed_over = false)?;
         wait.await.map_err(|_| SpoolError::Closed)??;
+        if let (Some(image), Ok(envelope)) = (hot, decode_envelope(&env)) {
+            let start = HEADER_LEN as usize;
+            let body = start..start.saturating_add(usize::try_from(self.len).unwrap_or(usize::MAX));
+            self.spool
+                .inner
+                .hot
+                .insert(self.id.clone(), envelope, image, body);
+        }
         self.spool.announce(&self.id);
         Ok(self.id.clone())
     }

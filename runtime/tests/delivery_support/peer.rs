@@ -34,6 +34,9 @@ pub struct Script {
     pub rcpt: fn(&str) -> &'static str,
     /// The reply that ends `AUTH`.
     pub auth: &'static str,
+    /// Close the connection after each message, first sending this line
+    /// unless it is empty (a host ending a session the client keeps).
+    pub hang_up: Option<&'static str>,
 }
 
 impl Default for Script {
@@ -46,6 +49,7 @@ impl Default for Script {
             broken_tls: false,
             rcpt: |_| "250 2.1.5 ok",
             auth: "235 2.7.0 ok",
+            hang_up: None,
         }
     }
 }
@@ -180,6 +184,12 @@ async fn session(
             }
             seen.lock().expect("lock").data.push(data);
             send(&mut io, "250 2.0.0 queued").await?;
+            if let Some(last) = script.hang_up {
+                if !last.is_empty() {
+                    send(&mut io, last).await?;
+                }
+                return Ok(());
+            }
         } else if upper == "QUIT" {
             send(&mut io, "221 2.0.0 bye").await?;
             return Ok(());
