@@ -186,15 +186,17 @@ impl Client {
                 };
                 let hosts = match &smtp.target {
                     Target::Host { host, port } => Hosts::Named(vec![host.clone()], *port),
-                    Target::Mx { domain, port } => match self.resolver.mail_hosts(domain).await {
-                        Ok((hosts, implicit)) => Hosts::Mx {
-                            hosts,
-                            port: *port,
-                            implicit,
-                            domain,
-                        },
-                        Err(outcome) => return all(outcome),
-                    },
+                    Target::Mx { domain, port } => {
+                        match Box::pin(self.resolver.mail_hosts(domain)).await {
+                            Ok((hosts, implicit)) => Hosts::Mx {
+                                hosts,
+                                port: *port,
+                                implicit,
+                                domain,
+                            },
+                            Err(outcome) => return all(outcome),
+                        }
+                    }
                 };
                 let peer = Peer {
                     protocol: Protocol::Smtp,
@@ -247,7 +249,7 @@ impl Client {
         let mut last: Option<Outcome> = None;
         let names = hosts.names();
         for name in names {
-            let addrs = match self.addresses(&hosts, name).await {
+            let addrs = match Box::pin(self.addresses(&hosts, name)).await {
                 Ok(addrs) => addrs,
                 Err(outcome) => {
                     last = Some(outcome);
@@ -334,8 +336,8 @@ impl Client {
                 return Ok(attempt);
             }
         }
-        let tcp = match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr)).await
-        {
+        let connect = tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr));
+        let tcp = match Box::pin(connect).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(e)) => {
                 tracing::info!(host, %addr, error = %e, "cannot connect");
@@ -353,7 +355,7 @@ impl Client {
             }
         };
         tracing::debug!(host, %addr, "connected");
-        Ok(session::run(tcp, peer, envelope, message, keep).await)
+        Ok(Box::pin(session::run(tcp, peer, envelope, message, keep)).await)
     }
 
     /// The socket addresses of `name`: through the DNS resolver for MX

@@ -110,9 +110,13 @@ struct Batch {
     rcpts: Vec<Option<String>>,
 }
 
+/// How long a message waits after an attempt that could not run (the
+/// spool could not be read, the attempt's task failed).
+pub(super) const PAUSE_AFTER_ERROR: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Runs one attempt of message `id`.
 pub async fn run(shared: Arc<Shared>, id: MessageId) -> End {
-    let retry_later = || End::Retry(SystemTime::now() + std::time::Duration::from_secs(300));
+    let retry_later = || End::Retry(SystemTime::now() + PAUSE_AFTER_ERROR);
     let message = match shared.spool.load(&id).await {
         Ok(m) => m,
         Err(SpoolError::NotFound(_)) => return End::Gone,
@@ -158,7 +162,7 @@ pub async fn run(shared: Arc<Shared>, id: MessageId) -> End {
             log_outcome(&id, &envelope.recipients[i].address, &outcome);
             events.push(Event::new(i, outcome, None));
         }
-        return finish(&shared, &plan, &message, &body, events, &schedule).await;
+        return Box::pin(finish(&shared, &plan, &message, &body, events, &schedule)).await;
     }
     let mut batches: HashMap<(String, Content), Batch> = HashMap::new();
     for &i in &pending {
@@ -198,6 +202,18 @@ pub async fn run(shared: Arc<Shared>, id: MessageId) -> End {
             return retry_later();
         }
     };
+    if batches.len() == 1 {
+        // All recipients go one way (the usual case): no task of its own.
+        let running = AtomicUsize::new(1);
+        for batch in batches.into_values() {
+            let mut e = Box::pin(send(
+                &shared, &plan, &client, &message, &body, batch, &running,
+            ))
+            .await;
+            events.append(&mut e);
+        }
+        return Box::pin(finish(&shared, &plan, &message, &body, events, &schedule)).await;
+    }
     let body = Arc::new(body);
     let message = Arc::new(message);
     let mut tasks = JoinSet::new();
@@ -219,7 +235,7 @@ pub async fn run(shared: Arc<Shared>, id: MessageId) -> End {
             Err(e) => tracing::error!(queue_id = %id, error = %e, "a delivery task failed"),
         }
     }
-    finish(&shared, &plan, &message, &body, events, &schedule).await
+    Box::pin(finish(&shared, &plan, &message, &body, events, &schedule)).await
 }
 
 /// Sends one batch: the hops of its way in turn, until one is reached.
@@ -283,7 +299,9 @@ async fn send(
         ) else {
             break;
         };
-        let r = client.deliver(&hop, &delivery_envelope, &content).await;
+        // Boxed: the delivery's state is kilobytes, which would otherwise
+        // be moved with this future at every spawn.
+        let r = Box::pin(client.deliver(&hop, &delivery_envelope, &content)).await;
         let unreachable = r.remote.is_none() && r.outcomes.iter().all(|o| !o.is_final());
         tracing::info!(queue_id = %message.id, hop = %key, recipients = batch.indices.len(), unreachable, "attempt");
         report = Some(r);

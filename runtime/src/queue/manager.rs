@@ -35,7 +35,10 @@ pub struct Manager {
     messages: HashMap<MessageId, State>,
     timers: BinaryHeap<Reverse<(SystemTime, MessageId)>>,
     ready: VecDeque<MessageId>,
-    running: JoinSet<(MessageId, End)>,
+    running: JoinSet<End>,
+    /// The message of each running attempt's task, so that a task that
+    /// panicked still ends its message's attempt.
+    attempts: HashMap<tokio::task::Id, MessageId>,
     max_running: usize,
 }
 
@@ -48,6 +51,7 @@ impl Manager {
             timers: BinaryHeap::new(),
             ready: VecDeque::new(),
             running: JoinSet::new(),
+            attempts: HashMap::new(),
             max_running: max_running.max(1),
         };
         for m in recovered {
@@ -82,10 +86,16 @@ impl Manager {
                     self.messages.entry(id.clone()).or_default();
                     self.wake(&id);
                 }
-                Some(done) = self.running.join_next(), if !self.running.is_empty() => {
-                    match done {
-                        Ok((id, end)) => self.ended(id, end),
-                        Err(e) => tracing::error!(error = %e, "a delivery attempt failed"),
+                Some(done) = self.running.join_next_with_id(), if !self.running.is_empty() => {
+                    let (task, end) = match done {
+                        Ok(ended) => ended,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a delivery attempt failed");
+                            (e.id(), End::Retry(SystemTime::now() + attempt::PAUSE_AFTER_ERROR))
+                        }
+                    };
+                    if let Some(id) = self.attempts.remove(&task) {
+                        self.ended(id, end);
                     }
                 }
                 Some(request) = admin.recv() => self.answer(request).await,
@@ -145,10 +155,8 @@ impl Manager {
             }
             state.running = true;
             let shared = Arc::clone(&self.shared);
-            self.running.spawn(async move {
-                let end = attempt::run(shared, id.clone()).await;
-                (id, end)
-            });
+            let task = self.running.spawn(attempt::run(shared, id.clone()));
+            self.attempts.insert(task.id(), id);
         }
     }
 
