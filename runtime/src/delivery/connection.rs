@@ -11,6 +11,8 @@ use super::reply::{Reply, ReplyParser};
 
 /// Longest reply line read from a peer.
 const MAX_LINE: usize = 8192;
+/// Room made in the buffer for each read.
+const READ_CHUNK: usize = 4096;
 
 /// Why a connection cannot go on.
 #[derive(Debug)]
@@ -145,15 +147,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     "reply line longer than {MAX_LINE} bytes"
                 )));
             }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await?;
-            if n == 0 {
+            // Straight into the buffer's spare room: nothing zeroed, and no
+            // read buffer held in the future across the wait.
+            self.buf.reserve(READ_CHUNK);
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
                 return Err(ConnError::Io(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "connection closed by the peer",
                 )));
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 }

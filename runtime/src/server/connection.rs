@@ -207,16 +207,17 @@ impl Driver {
         let limits = self.ctx.listener.limits;
         let mut out: Vec<u8> = Vec::new();
         if let Some(g) = greeting {
-            out.extend_from_slice(&g.to_bytes());
+            g.write_to(&mut out);
         }
-        let mut buf = vec![0u8; COMMAND_READ];
+        // Read into spare capacity: a buffer is never zeroed.
+        let mut buf: Vec<u8> = Vec::with_capacity(COMMAND_READ);
         // Start of the current data transfer and the octets received in it.
         let mut transfer: Option<(Instant, u64)> = None;
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
             match session.step() {
                 Step::Reply(r) => {
-                    out.extend_from_slice(&r.to_bytes());
+                    r.write_to(&mut out);
                     if out.len() > MAX_PENDING_OUTPUT {
                         self.flush(&mut stream, &mut out).await?;
                     }
@@ -224,7 +225,7 @@ impl Driver {
                 Step::NeedInput => {
                     if *shutdown.borrow() && !session.in_transaction() {
                         tracing::info!(session = %self.id, "shutting down; closing idle session");
-                        out.extend_from_slice(&session.shutdown_reply().to_bytes());
+                        session.shutdown_reply().write_to(&mut out);
                         return self.close(stream, out).await;
                     }
                     self.flush(&mut stream, &mut out).await?;
@@ -236,19 +237,20 @@ impl Driver {
                     };
                     if waiting == Waiting::Command {
                         transfer = None;
-                        if buf.len() != COMMAND_READ {
-                            buf = vec![0u8; COMMAND_READ];
+                        if buf.capacity() != COMMAND_READ {
+                            buf = Vec::with_capacity(COMMAND_READ);
                         }
-                    } else if buf.len() != DATA_READ {
-                        buf = vec![0u8; DATA_READ];
+                    } else if buf.capacity() < DATA_READ {
+                        buf = Vec::with_capacity(DATA_READ);
                     }
+                    buf.clear();
                     let limit = (Instant::now() + per_read).min(self.deadline);
                     let read = tokio::select! {
-                        read = timeout_at(limit, stream.read(&mut buf)) => read,
+                        read = timeout_at(limit, stream.read_buf(&mut buf)) => read,
                         changed = shutdown.changed(), if !*shutdown.borrow() => {
                             if changed.is_err() {
                                 // The server is gone; treat as shutdown.
-                                out.extend_from_slice(&session.shutdown_reply().to_bytes());
+                                session.shutdown_reply().write_to(&mut out);
                                 return self.close(stream, out).await;
                             }
                             continue;
@@ -257,7 +259,7 @@ impl Driver {
                     let n = match read {
                         Err(_) => {
                             tracing::info!(session = %self.id, waiting = ?waiting, "timeout");
-                            out.extend_from_slice(&session.timeout_reply().to_bytes());
+                            session.timeout_reply().write_to(&mut out);
                             return self.close(stream, out).await;
                         }
                         Ok(Err(e)) => return Err(Failure::Client(e)),
@@ -277,7 +279,7 @@ impl Driver {
                             && *octets < u64::from(limits.min_data_rate) * elapsed.as_secs()
                         {
                             tracing::info!(session = %self.id, octets = *octets, seconds = elapsed.as_secs(), "data rate below the minimum");
-                            out.extend_from_slice(&session.timeout_reply().to_bytes());
+                            session.timeout_reply().write_to(&mut out);
                             return self.close(stream, out).await;
                         }
                     }
@@ -287,7 +289,7 @@ impl Driver {
                     tokio::time::sleep_until((Instant::now() + d).min(self.deadline)).await;
                 }
                 Step::StartTls(r) => {
-                    out.extend_from_slice(&r.to_bytes());
+                    r.write_to(&mut out);
                     self.flush(&mut stream, &mut out).await?;
                     return Ok(Ended::StartTls(stream));
                 }

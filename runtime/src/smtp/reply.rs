@@ -59,31 +59,40 @@ impl Reply {
     /// The reply as sent: `250-first\r\n250 last\r\n`, the enhanced code
     /// repeated on every line (RFC 2034 4).
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.to_string().into_bytes()
+        let mut out = Vec::with_capacity(64);
+        self.write_to(&mut out);
+        out
+    }
+
+    /// Appends the reply as sent to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            // Writing into a vector cannot fail.
+            let _ = write!(out, "{}{sep}", self.code);
+            if let Some(enhanced) = self.enhanced {
+                let _ = write!(out, "{enhanced}");
+                if !line.is_empty() {
+                    out.push(b' ');
+                }
+            }
+            // Reply text is ours, but a stray CR or LF would split the reply,
+            // so it is replaced rather than trusted.
+            out.extend(
+                line.bytes()
+                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+            );
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let last = self.lines.len().saturating_sub(1);
-        for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            write!(f, "{}{sep}", self.code)?;
-            if let Some(enhanced) = self.enhanced {
-                write!(f, "{enhanced}")?;
-                if !line.is_empty() {
-                    f.write_str(" ")?;
-                }
-            }
-            // Reply text is ours, but a stray CR or LF would split the reply,
-            // so it is replaced rather than trusted.
-            for c in line.chars() {
-                let c = if c == '\r' || c == '\n' { ' ' } else { c };
-                write!(f, "{c}")?;
-            }
-            f.write_str("\r\n")?;
-        }
-        Ok(())
+        // The lines are UTF-8 and only ASCII CR and LF are replaced.
+        f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
     }
 }
 
