@@ -121,8 +121,10 @@ pub(crate) async fn reuse(
 
 /// After a transaction: keeps the connection when every recipient got an
 /// answer from the host (the session is in a known state), else `QUIT`.
-async fn release<S: Stream + 'static>(
-    mut conn: Connection<S>,
+/// The connection comes boxed as the cache keeps it: a kept connection goes
+/// back as it came, not wrapped in one more box at every message.
+async fn release(
+    mut conn: Connection<Box<dyn Stream>>,
     peer: &Peer<'_>,
     caps: &Capabilities,
     channel: Channel,
@@ -135,7 +137,7 @@ async fn release<S: Stream + 'static>(
     });
     match keep {
         Some((cache, key)) if answered => {
-            cache.put(key, Idle::new(conn.boxed(), caps.clone(), channel));
+            cache.put(key, Idle::new(conn, caps.clone(), channel));
         }
         _ => quit(&mut conn, peer).await,
     }
@@ -377,7 +379,7 @@ async fn authenticated<S: Stream + 'static>(
         }
     }
     let outcomes = transaction::transaction(&mut conn, peer, caps, envelope, message).await;
-    release(conn, peer, caps, channel, &outcomes, keep).await;
+    release(conn.boxed(), peer, caps, channel, &outcomes, keep).await;
     Attempt::Done(outcomes, caps.dsn)
 }
 

@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -31,7 +32,11 @@ const RESERVE_AHEAD: usize = 1024;
 
 /// How long a batch that no client waits for may wait for a commit to
 /// share its sync with.
-const LATE_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+const LATE_WAIT: Duration = Duration::from_millis(2);
+
+/// How long removal records written to the active segment may stay
+/// unsynced when no commit syncs them first.
+const REMOVAL_SYNC_WITHIN: Duration = Duration::from_secs(1);
 
 /// A reply channel for one operation.
 pub type Done = oneshot::Sender<Result<(), SpoolError>>;
@@ -105,6 +110,23 @@ pub struct Active {
     len: u64,
     /// The file's length: zeros from `len` to here.
     zeroed: u64,
+    /// Since when removal records lie in it unsynced: a removal needs no
+    /// sync of its own (lost in a crash, it means a second delivery, never
+    /// a lost message), so it waits for the next commit's sync, or for
+    /// [`REMOVAL_SYNC_WITHIN`].
+    unsynced: Option<Instant>,
+}
+
+impl Active {
+    /// Syncs the removal records written since the last sync, if any.
+    fn sync_removals(&mut self, queue: &Path) {
+        if self.unsynced.take().is_some() {
+            if let Err(e) = self.file.sync_data() {
+                let path = seg_path(queue, self.no);
+                tracing::error!(path = %path.display(), error = %e, "spool: cannot sync removal records");
+            }
+        }
+    }
 }
 
 /// The committer's fixed state.
@@ -129,11 +151,30 @@ impl Committer {
     /// Runs until every sender is gone.
     ///
     /// A batch of nothing but removals and journal records, which no client
-    /// waits for, waits up to [`LATE_WAIT`] for a commit to share its sync
-    /// with: under load a delivered message's removal then costs no sync of
-    /// its own (it goes into the active segment with the next commits).
+    /// waits for, waits up to [`LATE_WAIT`] for a commit to share its write
+    /// with. Removal records in the active segment are never synced on their
+    /// own account: the next commit's sync makes them durable, or a sync
+    /// [`REMOVAL_SYNC_WITHIN`] after the first of them when no commit
+    /// comes, or the end of the run.
     pub fn run(mut self, rx: Receiver<Op>) {
-        while let Ok(first) = rx.recv() {
+        loop {
+            let unsynced = self.active.as_ref().and_then(|a| a.unsynced);
+            let next = match unsynced {
+                Some(since) => {
+                    let left =
+                        (since + REMOVAL_SYNC_WITHIN).saturating_duration_since(Instant::now());
+                    rx.recv_timeout(left)
+                }
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            let first = match next {
+                Ok(op) => op,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.sync_removals();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let mut batch = vec![first];
             self.gather(&rx, &mut batch);
             if batch.iter().all(Op::may_wait) && batch.len() < self.max_batch {
@@ -143,6 +184,14 @@ impl Committer {
                 }
             }
             self.batch(batch);
+        }
+        self.sync_removals();
+    }
+
+    /// Syncs the active segment's unsynced removal records.
+    fn sync_removals(&mut self) {
+        if let Some(active) = self.active.as_mut() {
+            active.sync_removals(&self.queue);
         }
     }
 
@@ -331,7 +380,7 @@ impl Committer {
 
     /// Appends the in-memory messages of a batch, and a removal record for
     /// each message of the active segment the batch removes, to the active
-    /// segment with one write and one `fdatasync`, after reserving the new
+    /// segment with one write and, for new messages, one `fdatasync`, after reserving the new
     /// messages' removal log entries. The replies go to `pending`; the new
     /// messages enter the index at once (taken out again if the directory
     /// sync fails). Returns what was written and the removals of messages
@@ -391,8 +440,9 @@ impl Committer {
     }
 
     /// Writes the records of new messages and of removals into the active
-    /// segment and syncs it; returns where the records start and where each
-    /// message is. On an error the records are cut off again, so that none
+    /// segment, and syncs it when there are new messages (removals alone
+    /// wait, see [`Active::unsynced`]); returns where the records start and
+    /// where each message is. On an error the records are cut off again, so that none
     /// is found at the next start.
     fn write_active(
         &mut self,
@@ -446,6 +496,11 @@ impl Committer {
                     .map_err(|e| SpoolError::io("append", &path, e))
             })
             .and_then(|written| {
+                if images.is_empty() {
+                    active.unsynced.get_or_insert_with(Instant::now);
+                    return Ok(written);
+                }
+                active.unsynced = None;
                 active
                     .file
                     .sync_data()
@@ -477,7 +532,8 @@ impl Committer {
         reclaimed: &mut Vec<(u64, Vec<MessageId>)>,
     ) -> Result<&mut Active, SpoolError> {
         if self.active.as_ref().is_some_and(|a| a.len >= SEGMENT_SIZE) {
-            if let Some(full) = self.active.take() {
+            if let Some(mut full) = self.active.take() {
+                full.sync_removals(&self.queue);
                 let done = self
                     .index()
                     .segments
@@ -522,6 +578,7 @@ impl Committer {
                 reserved: 0,
                 len: head.len() as u64,
                 zeroed: head.len() as u64,
+                unsynced: None,
             });
         }
         self.active.as_mut().ok_or(SpoolError::Closed)
