@@ -159,3 +159,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 }
+
+#[cfg(test)]
+impl Connection<Box<dyn super::cache::Stream>> {
+    /// Where the boxed stream lives: a test checks that a kept connection is
+    /// not wrapped again on its way back to the cache.
+    pub(crate) fn stream_address(&self) -> *const () {
+        std::ptr::from_ref::<dyn super::cache::Stream>(&*self.stream).cast()
+    }
+}

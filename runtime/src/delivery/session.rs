@@ -476,3 +476,84 @@ fn refused(host: &str, what: &str, reply: &Reply) -> Outcome {
         reply: Some(reply.clone()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    use super::super::envelope::Recipient;
+    use super::*;
+    use crate::spool::BodyType;
+
+    /// A host that takes every pipelined transaction: `250` to `MAIL` and
+    /// `RCPT`, `354` to `DATA`, `250` after the dot.
+    async fn accepting_host(stream: tokio::io::DuplexStream) {
+        let mut lines = BufReader::new(stream);
+        let mut line = String::new();
+        let mut in_data = false;
+        loop {
+            line.clear();
+            if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let reply: &[u8] = match (in_data, line.as_str()) {
+                (true, ".\r\n") => {
+                    in_data = false;
+                    b"250 2.0.0 queued\r\n"
+                }
+                (true, _) => continue,
+                (false, "DATA\r\n") => {
+                    in_data = true;
+                    b"354 go ahead\r\n"
+                }
+                (false, _) => b"250 2.1.0 ok\r\n",
+            };
+            if lines.get_mut().write_all(reply).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_goes_back_to_the_cache_unwrapped() {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(accepting_host(theirs));
+        let timeouts = Timeouts::default();
+        let peer = Peer {
+            protocol: Protocol::Smtp,
+            host: "sink.example",
+            helo: "gw.example",
+            tls: TlsMode::None,
+            credentials: None,
+            timeouts: &timeouts,
+        };
+        let caps = Capabilities {
+            pipelining: true,
+            ..Capabilities::default()
+        };
+        let envelope = Envelope {
+            sender: Some("a@example.org".into()),
+            ret: None,
+            envid: None,
+            body: BodyType::SevenBit,
+            smtputf8: false,
+            recipients: vec![Recipient::new("b@example.net")],
+        };
+        let cache = Arc::new(Cache::default());
+        let conn = Connection::new(ours, peer.host).boxed();
+        let first = conn.stream_address();
+        cache.put("sink", Idle::new(conn, caps, Channel::Clear));
+        for n in 0..3 {
+            let idle = cache.take("sink").expect("kept");
+            assert_eq!(idle.conn.stream_address(), first, "message {n}");
+            let message = b"Subject: t\r\n\r\nbody\r\n";
+            let attempt = reuse(idle, &peer, &envelope, message, Some((&cache, "sink"))).await;
+            assert!(
+                matches!(attempt, Some(Attempt::Done(ref o, _)) if matches!(o[..], [Outcome::Delivered { .. }])),
+                "message {n} delivered"
+            );
+        }
+        let idle = cache.take("sink").expect("kept after three messages");
+        assert_eq!(idle.conn.stream_address(), first);
+    }
+}
