@@ -3,6 +3,7 @@
 //! not installed; `scripts/test` installs it).
 
 mod dovecot;
+mod ports;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;

@@ -3,6 +3,7 @@
 
 mod delivery_support;
 mod dovecot;
+mod ports;
 
 use std::io::Write;
 

@@ -5,6 +5,7 @@
 
 mod delivery_support;
 mod dovecot;
+mod ports;
 
 use std::net::Ipv4Addr;
 

@@ -3,6 +3,7 @@
 
 mod delivery_support;
 mod dovecot;
+mod ports;
 
 use delivery_support::{client, envelope, normalized, smarthost, SmtpSink};
 use mailgw_plan::TlsPolicy;

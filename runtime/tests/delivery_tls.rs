@@ -4,6 +4,7 @@
 
 mod delivery_support;
 mod dovecot;
+mod ports;
 
 use std::io::Write;
 use std::time::Duration;

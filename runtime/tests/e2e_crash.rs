@@ -4,6 +4,7 @@
 
 #[path = "e2e/harness.rs"]
 mod harness;
+mod ports;
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};

@@ -3,6 +3,7 @@
 
 #[path = "e2e/harness.rs"]
 mod harness;
+mod ports;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;

@@ -6,6 +6,7 @@
 mod dovecot;
 #[path = "e2e/harness.rs"]
 mod harness;
+mod ports;
 
 use std::process::Command;
 

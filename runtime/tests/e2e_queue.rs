@@ -9,6 +9,7 @@ mod delivery_support;
 mod dovecot;
 #[path = "e2e/harness.rs"]
 mod harness;
+mod ports;
 
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 
 #[path = "e2e/harness.rs"]
 mod harness;
+mod ports;
 
 use std::io::Write as _;
 use std::net::TcpStream;

@@ -10,7 +10,7 @@
 
 #![allow(dead_code)]
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,13 +27,7 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
     found
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+pub use crate::ports::free_port;
 
 /// How to start a [`Dovecot`].
 #[derive(Default)]

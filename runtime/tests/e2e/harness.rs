@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::io::Read as _;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,11 +15,7 @@ pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A port free right now: bound to port 0, then released.
-pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local address").port()
-}
+pub use crate::ports::free_port;
 
 /// The test configuration: an inbound listener (STARTTLS offered, no
 /// login) and a submission listener (STARTTLS required, login required),
