@@ -14,7 +14,8 @@ use mailgw_plan::{
 };
 use mailgw_runtime::auth::{Authenticator, Verdict};
 
-use dovecot::{free_port, test_pki, Dovecot};
+use dovecot::{test_pki, Dovecot};
+use ports::free_port;
 
 /// Passwords that would break a quoted string or inject a command.
 /// Dovecot refuses CR and LF in passwords ("password having illegal

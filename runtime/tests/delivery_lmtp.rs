@@ -117,7 +117,7 @@ async fn implicit_tls() {
     let certified =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
     let (cert, key) = (certified.cert.pem(), certified.key_pair.serialize_pem());
-    let lmtps = dovecot::free_port();
+    let lmtps = ports::free_port();
     let Some(dovecot) = Dovecot::builder()
         .user("alice", "pw")
         .tls(&cert, &key)

@@ -60,7 +60,7 @@ async fn tries_the_mx_hosts_by_preference_until_one_takes_the_mail() {
         (&[][..], "mx1.mx.test"),
         (&["-f", "connect"], "mx2.mx.test"),
     ] {
-        let port = dovecot::free_port();
+        let port = ports::free_port();
         let (Some(mx1), Some(mx2)) = (sink(2, port, mx1_args), sink(3, port, &[])) else {
             return;
         };
@@ -93,7 +93,7 @@ async fn all_mx_hosts_failing_defers_with_the_last_reason() {
     let Some(dns) = Dnsmasq::start(&records()) else {
         return;
     };
-    let port = dovecot::free_port();
+    let port = ports::free_port();
     let Some(_mx1) = sink(2, port, &["-r", "connect"]) else {
         return;
     };
@@ -143,7 +143,7 @@ async fn a_domain_without_mx_is_its_own_mail_host() {
     let Some(dns) = Dnsmasq::start(&records()) else {
         return;
     };
-    let port = dovecot::free_port();
+    let port = ports::free_port();
     let Some(host) = sink(4, port, &[]) else {
         return;
     };
@@ -173,7 +173,7 @@ async fn equal_preferences_share_the_load() {
     let Some(dns) = Dnsmasq::start(&records()) else {
         return;
     };
-    let port = dovecot::free_port();
+    let port = ports::free_port();
     let (Some(a), Some(b)) = (sink(6, port, &[]), sink(7, port, &[])) else {
         return;
     };

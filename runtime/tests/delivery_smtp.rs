@@ -227,7 +227,7 @@ async fn require_tls_without_starttls_defers_and_sends_nothing() {
 
 #[tokio::test]
 async fn no_host_listening_defers() {
-    let port = dovecot::free_port();
+    let port = ports::free_port();
     let report = client()
         .deliver(
             &smarthost(port, TlsPolicy::None),

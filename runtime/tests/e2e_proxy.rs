@@ -11,7 +11,8 @@ mod ports;
 use std::process::Command;
 
 use dovecot::{test_pki, Dovecot};
-use harness::{free_port, manifest_dir, Gateway};
+use harness::{manifest_dir, Gateway};
+use ports::free_port;
 
 /// Passwords: bob's needs literals (quote, backslash, space, non-ASCII).
 const ALICE: &str = "alice-pw";

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use delivery_support::SmtpSink;
 use dovecot::Dovecot;
-use harness::{free_port, manifest_dir, Gateway};
+use harness::{manifest_dir, Gateway};
+use ports::free_port;
 
 /// Two backends: alice, postmaster and journal on mbx1, bob on mbx2.
 struct Backends {

@@ -10,7 +10,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use harness::{config, free_port, Gateway};
+use harness::{config, Gateway};
+use ports::free_port;
 
 /// A raw SMTP client: send a line, read one whole reply.
 struct Client {

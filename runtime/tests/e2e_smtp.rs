@@ -204,7 +204,7 @@ fn swaks_delivers_inbound_and_submits() {
 
 #[test]
 fn implicit_tls_listener() {
-    let port = harness::free_port();
+    let port = ports::free_port();
     let gw = Gateway::start_with(
         "",
         &format!(

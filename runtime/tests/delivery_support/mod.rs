@@ -21,7 +21,8 @@ use mailgw_runtime::delivery::{
 };
 use mailgw_runtime::spool::BodyType;
 
-use super::dovecot::{find_program, free_port};
+use super::dovecot::find_program;
+use super::ports::free_port;
 
 /// Short timeouts: every peer here is on loopback.
 pub fn timeouts() -> Timeouts {

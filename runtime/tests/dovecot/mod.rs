@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::ports::free_port;
+
 /// Finds `name` in `PATH` or the sbin directories.
 pub fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
@@ -26,8 +28,6 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file());
     found
 }
-
-pub use crate::ports::free_port;
 
 /// How to start a [`Dovecot`].
 #[derive(Default)]

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::ports::free_port;
+
 /// The crate's directory (for the example directory file and the scripts).
 pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
-
-pub use crate::ports::free_port;
 
 /// The test configuration: an inbound listener (STARTTLS offered, no
 /// login) and a submission listener (STARTTLS required, login required),
