@@ -224,6 +224,8 @@ fn imap_users_find_their_own_mailbox_on_the_right_backend() {
     assert!(out.contains("Subject: bob on mbx2"), "{out}");
     let out = run(&f, "imap_login", "imaps", "bob", BOB, &[]);
     assert!(out.contains("Subject: bob on mbx2"), "{out}");
+    // Implicit TLS picks the listener's protocol by ALPN.
+    assert!(out.contains("alpn imap"), "{out}");
     // Users never see backend names.
     let shown = out.replace("bob on mbx2", "");
     assert!(!shown.contains("mbx"), "{shown}");
@@ -271,6 +273,7 @@ fn pop3_retr_dele_quit_and_a_drop_without_quit() {
     assert!(out.contains("count 0"), "{out}");
     let out = run(&f, "pop3_login", "pop3s", "bob", BOB, &[]);
     assert!(out.contains("Subject: bob on mbx2"), "{out}");
+    assert!(out.contains("alpn pop3"), "{out}");
 }
 
 #[test]

@@ -58,9 +58,19 @@ class POP3S(poplib.POP3_SSL):
         return self.context.wrap_socket(sock, server_hostname=self.host)
 
 
+def alpn_context(protocol):
+    """A context offering the protocol's ALPN identifier (RFC 7301) and an
+    unrelated one, as a client serving several protocols would."""
+    ctx = tls_context()
+    ctx.set_alpn_protocols(["h2", protocol])
+    return ctx
+
+
 def imap(port, tls):
     if tls == "implicit":
-        return IMAPS("127.0.0.1", port, ssl_context=tls_context(), timeout=30)
+        m = IMAPS("127.0.0.1", port, ssl_context=alpn_context("imap"), timeout=30)
+        print("alpn", m.sock.selected_alpn_protocol())
+        return m
     m = IMAP("127.0.0.1", port, timeout=30)
     print("pre-tls", " ".join(sorted(m.capabilities)))
     m.starttls(ssl_context=tls_context())
@@ -69,7 +79,9 @@ def imap(port, tls):
 
 def pop3(port, tls):
     if tls == "implicit":
-        return POP3S("127.0.0.1", port, context=tls_context(), timeout=30)
+        p = POP3S("127.0.0.1", port, context=alpn_context("pop3"), timeout=30)
+        print("alpn", p.sock.selected_alpn_protocol())
+        return p
     p = POP3("127.0.0.1", port, timeout=30)
     print("greeting", p.getwelcome().decode())
     print("pre-tls", " ".join(sorted(p.capa())))
