@@ -287,6 +287,47 @@ impl Tarpit {
 }
 
 #[test]
+fn a_hop_that_never_answers_does_not_hold_up_the_others() {
+    let Some(b) = Backends::start() else { return };
+    let Some(sink) = SmtpSink::start(&[]) else {
+        return;
+    };
+    let tarpit = Tarpit::start();
+    let connectors = format!(
+        "{}\n{}",
+        r#"connector "slow" { address-space "slow.test" cost 1; deliver smarthost 127.0.0.1:PT tls none }"#
+            .replace("PT", &tarpit.port.to_string()),
+        smarthost("out", sink.port, 1)
+    );
+    let smtp = free_port();
+    let config = b
+        .config(smtp, &connectors, "")
+        .replace("retry 1s;", "retry 1s; concurrency 2; per-destination 1;");
+    let gw = start(&config, smtp);
+    // Three messages for the hop that never answers: one connection to
+    // it (its limit), two waiting for it.
+    for n in 0..3 {
+        send(
+            smtp,
+            "alice@example.test",
+            "x@slow.test",
+            &format!("slow {n}"),
+        );
+    }
+    send(
+        smtp,
+        "alice@example.test",
+        "carol@remote.test",
+        "not held up",
+    );
+    wait_for(15, "the other hop's delivery", &gw, || {
+        !sink.dumps(0).is_empty()
+    });
+    assert!(sink.dumps(1)[0].message.contains("Subject: not held up"));
+    assert_eq!(gw.queued().len(), 3, "the slow hop's messages wait");
+}
+
+#[test]
 fn a_crash_during_delivery_loses_nothing_and_resends_nothing() {
     let Some(b) = Backends::start() else { return };
     let tarpit = Tarpit::start();

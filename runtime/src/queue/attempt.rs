@@ -292,11 +292,13 @@ async fn send(
                 continue;
             }
         };
+        // The hop's permit first: waiting for a busy (or dead) hop holds
+        // none of the connections other hops could use.
         let hop_limit = shared.hop_limit(&key);
-        let (Ok(_total), Ok(_one)) = (
-            shared.total.acquire().await,
-            hop_limit.acquire_owned().await,
-        ) else {
+        let Ok(_one) = hop_limit.acquire_owned().await else {
+            break;
+        };
+        let Ok(_total) = shared.total.acquire().await else {
             break;
         };
         // Boxed: the delivery's state is kilobytes, which would otherwise
@@ -316,12 +318,13 @@ async fn send(
     let remote = report.remote.as_ref().map(|r| r.name.clone());
     let mut events = Vec::with_capacity(batch.indices.len());
     for (&i, outcome) in batch.indices.iter().zip(report.outcomes) {
-        log_outcome(&message.id, &envelope.recipients[i].address, &outcome);
         let mut event = Event::new(i, outcome, remote.clone());
         if others_running {
             record(&shared.spool, &message.id, i, &event.outcome).await;
             event.recorded = true;
         }
+        // After the record: a logged delivery is never sent again.
+        log_outcome(&message.id, &envelope.recipients[i].address, &event.outcome);
         event.relayed = !matches!(batch.way, Way::Backend { .. });
         event.reported_onward = report.dsn;
         events.push(event);
