@@ -269,6 +269,66 @@ fn a_connector_that_cannot_be_reached_fails_over_and_equal_costs_share() {
     );
 }
 
+#[test]
+fn a_temporary_refusal_defers_and_the_retry_delivers() {
+    let Some(b) = Backends::start() else { return };
+    let Some(refusing) = SmtpSink::start(&["-r", "data"]) else {
+        return;
+    };
+    let port = refusing.port;
+    let smtp = free_port();
+    let gw = start(&b.config(smtp, &smarthost("out", port, 1), ""), smtp);
+    send(
+        smtp,
+        "alice@example.test",
+        "carol@remote.test",
+        "refused for now",
+    );
+    // Deferred with the 4xx's status, not failed.
+    gw.wait_log("rcpt=carol@remote.test status=4.", 1);
+    assert!(!gw.log().contains("status=5."), "{}", gw.log());
+    assert_eq!(gw.queued().len(), 1, "kept after the 4xx");
+    drop(refusing);
+    let Some(sink) = SmtpSink::start_on(std::net::Ipv4Addr::LOCALHOST, port, &[]) else {
+        return;
+    };
+    wait_for(20, "the retry", &gw, || gw.queued().is_empty());
+    let dumps = sink.dumps(1);
+    assert_eq!(dumps.len(), 1);
+    assert!(dumps[0].message.contains("Subject: refused for now"));
+}
+
+#[test]
+fn unknown_local_recipients_are_forwarded_to_the_forward_host() {
+    let Some(b) = Backends::start() else { return };
+    let (Some(out), Some(catchall)) = (SmtpSink::start(&[]), SmtpSink::start(&[])) else {
+        return;
+    };
+    let smtp = free_port();
+    let forward = format!("unknown-recipients forward to 127.0.0.1:{}", catchall.port);
+    let gw = start(
+        &b.config(smtp, &smarthost("out", out.port, 1), &forward),
+        smtp,
+    );
+    send(
+        smtp,
+        "sender@remote.test",
+        "nobody@example.test,alice@example.test",
+        "to somebody unknown",
+    );
+    wait_for(20, "an empty queue", &gw, || gw.queued().is_empty());
+    let dumps = catchall.dumps(1);
+    assert_eq!(dumps.len(), 1);
+    assert_eq!(dumps[0].rcpt_args, vec!["<nobody@example.test>".to_owned()]);
+    assert!(dumps[0].message.contains("Subject: to somebody unknown"));
+    assert_eq!(
+        with_subject(&b.mbx1.messages("alice"), "to somebody unknown").len(),
+        1,
+        "the known recipient goes to its mailbox"
+    );
+    assert!(out.dumps(0).is_empty(), "nothing went to the smarthost");
+}
+
 /// A port that takes connections and never answers.
 struct Tarpit {
     _listener: std::net::TcpListener,
