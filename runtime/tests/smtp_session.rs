@@ -128,21 +128,36 @@ struct Harness {
     session: Session,
     events: VecDeque<String>,
     deliveries: Vec<Delivery>,
+    /// The spool answers "disk full" instead of queueing.
+    disk_full: bool,
     closed: bool,
 }
 
 impl Harness {
     fn new(plan: Plan, tls: TlsMode, auth: AuthMode, client: &str) -> Harness {
+        Harness::with(plan, tls, auth, client, |_| {})
+    }
+
+    /// A harness whose session configuration `adjust` changes first.
+    fn with(
+        plan: Plan,
+        tls: TlsMode,
+        auth: AuthMode,
+        client: &str,
+        adjust: impl FnOnce(&mut SessionConfig),
+    ) -> Harness {
         let client: IpAddr = client.parse().unwrap();
         let mut config = SessionConfig::new(&plan, &listener(tls, auth), client, "s1".to_owned());
         config.clock = fixed_clock;
         config.max_recipients = 3;
+        adjust(&mut config);
         let session = Session::new(config, Arc::new(plan));
         let greeting = session.greeting();
         let mut h = Harness {
             session,
             events: VecDeque::new(),
             deliveries: Vec::new(),
+            disk_full: false,
             closed: false,
         };
         h.reply(&greeting.to_string());
@@ -184,7 +199,11 @@ impl Harness {
                     self.events.push_back("DELIVER".into());
                     self.deliveries.push(*d);
                     let id = format!("Q{}", self.deliveries.len());
-                    self.session.spooled(SpoolResult::Queued(id));
+                    self.session.spooled(if self.disk_full {
+                        SpoolResult::DiskFull
+                    } else {
+                        SpoolResult::Queued(id)
+                    });
                 }
                 Step::Etrn(domain) => {
                     self.events.push_back(format!("ETRN {domain}"));
@@ -594,6 +613,48 @@ fn auth_failures_grow_the_delay_then_close() {
          S: AUTH alice
          S: 421 4.7.0
          S: CLOSE",
+    );
+}
+
+#[test]
+fn a_client_at_the_failure_limit_gets_no_new_guess() {
+    let mut h = Harness::with(
+        plan(),
+        TlsMode::Implicit,
+        AuthMode::Offer,
+        "203.0.113.5",
+        |config| config.previous_auth_failures = config.auth_max_failures,
+    );
+    // "\0alice\0secret": the right password, never checked.
+    h.check(
+        r"S: 220
+         C: EHLO c
+         S: 250
+         C: AUTH PLAIN AGFsaWNlAHNlY3JldA==
+         S: 421 4.7.0
+         S: CLOSE",
+    );
+}
+
+#[test]
+fn a_full_disk_answers_452_never_250() {
+    let mut h = Harness::new(plan(), TlsMode::None, AuthMode::Off, "10.1.2.3");
+    h.disk_full = true;
+    h.check(
+        r"S: 220
+         C: EHLO c
+         S: 250
+         C: MAIL FROM:<a@b.example>
+         S: 250
+         C: RCPT TO:<alice@local.example>
+         S: 250
+         C: DATA
+         S: 354
+         C: Subject: t\r\n\r\nbody\r\n.
+         S: DELIVER
+         S: 452 4.3.1
+         C: MAIL FROM:<a@b.example>
+         S: 250",
     );
 }
 

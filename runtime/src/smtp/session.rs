@@ -737,6 +737,11 @@ impl Session {
             self.error(reply(503, (5, 5, 1), "AUTH not allowed in a transaction"));
             return;
         }
+        // A client at the limit from earlier sessions gets no new guess.
+        if self.auth_failures >= self.config.auth_max_failures {
+            self.too_many_auth_failures();
+            return;
+        }
         match (mechanism, initial) {
             (Mechanism::Plain, None) => {
                 self.mode = Mode::AuthPlain;
@@ -806,6 +811,21 @@ impl Session {
         }
     }
 
+    /// The client reached the failure limit: `421`, and the session ends.
+    fn too_many_auth_failures(&mut self) {
+        tracing::info!(
+            session = %self.config.id,
+            client = %self.config.client,
+            failures = self.auth_failures,
+            "too many failed authentications; closing"
+        );
+        self.close_with(reply(
+            421,
+            (4, 7, 0),
+            "Too many failed authentication attempts",
+        ));
+    }
+
     fn authenticate(&mut self, credentials: Credentials) {
         self.mode = Mode::AwaitAuth {
             username: credentials.username.clone(),
@@ -816,17 +836,7 @@ impl Session {
     fn auth_failed(&mut self) {
         self.auth_failures = self.auth_failures.saturating_add(1);
         if self.auth_failures >= self.config.auth_max_failures {
-            tracing::info!(
-                session = %self.config.id,
-                client = %self.config.client,
-                failures = self.auth_failures,
-                "too many failed authentications; closing"
-            );
-            self.close_with(reply(
-                421,
-                (4, 7, 0),
-                "Too many failed authentication attempts",
-            ));
+            self.too_many_auth_failures();
             return;
         }
         let factor = 1u32 << self.auth_failures.saturating_sub(1).min(6);
