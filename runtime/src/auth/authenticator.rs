@@ -36,6 +36,11 @@ pub struct Authenticator {
     names: HashMap<String, u32>,
     /// Failed logins per client.
     failures: Mutex<FailureTable>,
+    /// Mailboxes whose stored hashes (in a known scheme) stand in for the
+    /// hash an unknown user lacks (at most [`Self::DECOYS`], spread over
+    /// the directory), so that a login for nobody costs what a real user's
+    /// does.
+    decoys: Vec<u32>,
     /// Permits for concurrent hash checks: an argon2 check takes its
     /// memory cost (19 MiB for the quickstart's hashes), so a burst of
     /// logins must not run one per blocking thread.
@@ -47,18 +52,27 @@ impl Authenticator {
     pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
     /// Most clients whose failures are remembered; the oldest go first.
     pub const MAX_TRACKED_CLIENTS: usize = 65_536;
+    /// Most mailboxes kept as decoys.
+    const DECOYS: usize = 64;
 
     /// An authenticator for `plan`.
     pub fn new(plan: Arc<Plan>) -> Authenticator {
         let mut names = HashMap::with_capacity(plan.mailboxes.len());
+        let mut hashed = Vec::new();
         for (index, mailbox) in plan.mailboxes.iter().enumerate() {
             if let Ok(index) = u32::try_from(index) {
                 names.entry(mailbox.name.to_owned()).or_insert(index);
+                if mailbox.password_hash.is_some_and(hash::is_supported) {
+                    hashed.push(index);
+                }
             }
         }
+        let step = hashed.len().div_ceil(Self::DECOYS).max(1);
+        let decoys = hashed.into_iter().step_by(step).collect();
         Authenticator {
             plan,
             names,
+            decoys,
             failures: Mutex::new(FailureTable::new(
                 Self::FAILURE_WINDOW,
                 Self::MAX_TRACKED_CLIENTS,
@@ -74,7 +88,7 @@ impl Authenticator {
     pub async fn verify(&self, username: &str, password: &str, client: IpAddr) -> Verdict {
         let mailbox = self.mailbox(username);
         let verdict = match self.plan.auth.verify {
-            Verify::Directory => self.verify_directory(mailbox, password).await,
+            Verify::Directory => self.verify_directory(username, mailbox, password).await,
             Verify::BackendImap => self.verify_imap(mailbox, password, client).await,
         };
         let outcome = match verdict {
@@ -135,11 +149,14 @@ impl Authenticator {
     /// Checks the password against the mailbox's stored hash. Every way to
     /// fail costs one argon2 check at least, so timing does not tell which
     /// users exist.
-    async fn verify_directory(&self, mailbox: Option<u32>, password: &str) -> Verdict {
-        let stored = mailbox.and_then(|index| {
-            let entry = self.plan.mailboxes.get(usize::try_from(index).ok()?)?;
-            Some((index, entry.password_hash?.to_owned()))
-        });
+    async fn verify_directory(
+        &self,
+        username: &str,
+        mailbox: Option<u32>,
+        password: &str,
+    ) -> Verdict {
+        let stored = mailbox.and_then(|index| Some((index, self.stored_hash(index)?.to_owned())));
+        let decoy = self.decoy(username).map(str::to_owned);
         let Ok(_permit) = self.hashing.acquire().await else {
             return Verdict::Unavailable;
         };
@@ -150,16 +167,36 @@ impl Authenticator {
                 Check::Mismatch => Verdict::Rejected,
                 Check::Unsupported => {
                     warn!(mailbox = index, "password hash in an unknown scheme");
-                    hash::check_dummy(&password);
+                    hash::spend(decoy.as_deref(), &password);
                     Verdict::Rejected
                 }
             },
             None => {
-                hash::check_dummy(&password);
+                hash::spend(decoy.as_deref(), &password);
                 Verdict::Rejected
             }
         });
         task.await.unwrap_or(Verdict::Unavailable)
+    }
+
+    /// The stored password hash of mailbox `index`.
+    fn stored_hash(&self, index: u32) -> Option<&str> {
+        self.plan
+            .mailboxes
+            .get(usize::try_from(index).ok()?)?
+            .password_hash
+    }
+
+    /// The decoy hash for `username`: the same one every time for one name,
+    /// so that repeating a name shows no difference either.
+    fn decoy(&self, username: &str) -> Option<&str> {
+        if self.decoys.is_empty() {
+            return None;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(username, &mut hasher);
+        let pick = std::hash::Hasher::finish(&hasher) % self.decoys.len() as u64;
+        self.stored_hash(self.decoys[usize::try_from(pick).ok()?])
     }
 
     /// Logs in to the mailbox's backend over IMAP as the mailbox.

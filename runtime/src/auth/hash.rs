@@ -8,9 +8,8 @@ use argon2::password_hash::{PasswordHash, PasswordVerifier};
 use argon2::Argon2;
 
 /// An argon2id hash (m=19456, t=2, p=1, the quickstart's parameters) of a
-/// random string nobody knows. Unknown users, missing hashes and unknown
-/// schemes are checked against it so that they cost as much as a real
-/// login and timing does not tell which users exist.
+/// random string nobody knows: what a login that cannot succeed is checked
+/// against when the directory holds no hash to stand in (see [`spend`]).
 pub(crate) const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$bWFpbGd3LWR1bW15LXNhbHQ$Bq2Uo0jK8vJd0wX8m1xkQm6s7K2m5V0n3bX8yQ1o2pU";
 
@@ -37,18 +36,9 @@ enum Scheme {
 /// Checks `password` against `stored`, which may carry a Dovecot scheme
 /// prefix (`{SHA512-CRYPT}$6$...`); the prefix must agree with the hash.
 pub(crate) fn check(stored: &str, password: &str) -> Check {
-    let (declared, hash) = match split_prefix(stored) {
-        Some(split) => split,
-        None => return Check::Unsupported,
-    };
-    let Some(scheme) = scheme_of(hash) else {
+    let Some((scheme, hash)) = parse(stored) else {
         return Check::Unsupported;
     };
-    if let Some(declared) = declared {
-        if !declared_matches(declared, scheme) {
-            return Check::Unsupported;
-        }
-    }
     match scheme {
         Scheme::Argon2 => check_argon2(hash, password),
         Scheme::Sha512Crypt => sha_crypt_outcome(sha_crypt::sha512_check(password, hash)),
@@ -61,11 +51,37 @@ pub(crate) fn check(stored: &str, password: &str) -> Check {
     }
 }
 
-/// Spends the time of a real argon2 check, for a login that cannot succeed.
-pub(crate) fn check_dummy(password: &str) {
-    // The outcome is irrelevant: nobody knows the dummy's password, and a
-    // match would still be answered with a rejection.
-    let _ = check_argon2(DUMMY_HASH, password);
+/// Whether `stored` is a hash in a scheme [`check`] knows (a check of it
+/// costs what the scheme costs).
+pub(crate) fn is_supported(stored: &str) -> bool {
+    parse(stored).is_some()
+}
+
+/// The scheme and the hash itself, without a prefix that agrees with it.
+fn parse(stored: &str) -> Option<(Scheme, &str)> {
+    let (declared, hash) = split_prefix(stored)?;
+    let scheme = scheme_of(hash)?;
+    match declared {
+        Some(declared) if !declared_matches(declared, scheme) => None,
+        _ => Some((scheme, hash)),
+    }
+}
+
+/// Spends the time of a real check, for a login that cannot succeed
+/// (unknown user, no hash, unknown scheme): against `decoy`, a real user's
+/// stored hash, so that it costs what that user's login costs whatever
+/// schemes the directory uses; against [`DUMMY_HASH`] when there is none.
+pub(crate) fn spend(decoy: Option<&str>, password: &str) {
+    // The outcome is irrelevant: a match would still be answered with a
+    // rejection.
+    match decoy {
+        Some(stored) => {
+            let _ = check(stored, password);
+        }
+        None => {
+            let _ = check_argon2(DUMMY_HASH, password);
+        }
+    }
 }
 
 /// Splits `{SCHEME}hash` into the scheme and the hash; a hash without a
