@@ -67,7 +67,8 @@ impl<'s> Args<'s> {
                     arg.kind.describe()
                 ),
                 Label::new(arg.span, format!("expected {what}")),
-            ),
+            )
+            .with_help(self.takes()),
             None => {
                 let end = self.stmt.head();
                 let at = Span {
@@ -79,8 +80,18 @@ impl<'s> Args<'s> {
                     format!("`{}` needs {what}", self.stmt.keyword.value),
                     Label::new(at, format!("{what} missing here")),
                 )
+                .with_help(self.takes())
             }
         }
+    }
+
+    /// The help for a wrong or missing value: where the statement's form
+    /// is described.
+    fn takes(&self) -> String {
+        format!(
+            "see `{}` in docs/language.md for the values it takes",
+            self.stmt.keyword.value
+        )
     }
 
     /// Consumes the exact word `word` if it is next.
@@ -194,7 +205,8 @@ impl<'s> Args<'s> {
                 Code::Value,
                 message,
                 Label::new(arg.span, format!("expected {what}")),
-            )),
+            )
+            .with_help(format!("write {what}"))),
             None => Err(self.expected(what)),
         }
     }
@@ -323,7 +335,10 @@ impl<'s> Args<'s> {
         let raw = self.string("an address pattern like \"*.example.com\"")?;
         literal::pattern(&raw.value)
             .map(|p| Spanned::new(p, raw.span))
-            .map_err(|m| Diagnostic::error(Code::Value, m, Label::new(raw.span, "invalid pattern")))
+            .map_err(|m| {
+                Diagnostic::error(Code::Value, m, Label::new(raw.span, "invalid pattern"))
+                    .with_help("write a pattern like \"*.example.com\", \"*@example.com\" or \"alice@example.com\"")
+            })
     }
 
     /// An SMTP address in quotes, domain normalised.
@@ -331,7 +346,10 @@ impl<'s> Args<'s> {
         let raw = self.string("an address like \"alice@example.com\"")?;
         literal::address(&raw.value)
             .map(|a| Spanned::new(a, raw.span))
-            .map_err(|m| Diagnostic::error(Code::Value, m, Label::new(raw.span, "invalid address")))
+            .map_err(|m| {
+                Diagnostic::error(Code::Value, m, Label::new(raw.span, "invalid address"))
+                    .with_help("write an address like \"alice@example.com\"")
+            })
     }
 
     /// A comma-separated list of at least one item.

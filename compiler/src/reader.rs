@@ -413,8 +413,14 @@ impl Reader<'_> {
                 match keyword {
                     "hostname" => {
                         let name = args.text("a host name")?;
-                        let checked = crate::literal::domain(&name.value)
-                            .map_err(|m| value_error(m, name.span, "invalid host name"))?;
+                        let checked = crate::literal::domain(&name.value).map_err(|m| {
+                            value_error(
+                                m,
+                                name.span,
+                                "invalid host name",
+                                "write a host name like `mail.example.com`",
+                            )
+                        })?;
                         gateway.hostname = Some(Spanned::new(checked, name.span));
                     }
                     "postmaster" => gateway.postmaster = Some(args.address()?),
@@ -695,8 +701,14 @@ impl Reader<'_> {
         no_block(stmt)?;
         let mut args = Args::new(stmt);
         let raw = args.string("a domain name")?;
-        let name = crate::literal::domain(&raw.value)
-            .map_err(|m| value_error(m, raw.span, "invalid domain"))?;
+        let name = crate::literal::domain(&raw.value).map_err(|m| {
+            value_error(
+                m,
+                raw.span,
+                "invalid domain",
+                "write a domain name like `example.com`",
+            )
+        })?;
         args.expect("local")?;
         args.end()?;
         self.config.domains.push(Domain {
@@ -853,6 +865,7 @@ impl Reader<'_> {
                                 ),
                                 pattern.span,
                                 "not a domain pattern",
+                                "write a domain pattern like `*.example.com`, or `*` for every domain",
                             ));
                         }
                         args.expect("cost")?;
@@ -1237,8 +1250,8 @@ fn missing(stmt: &Statement, keyword: &str, what: &str) -> Option<Diagnostic> {
     )
 }
 
-fn value_error(message: String, span: Span, label: &str) -> Diagnostic {
-    Diagnostic::error(Code::Value, message, Label::new(span, label))
+fn value_error(message: String, span: Span, label: &str, help: &str) -> Diagnostic {
+    Diagnostic::error(Code::Value, message, Label::new(span, label)).with_help(help)
 }
 
 fn host(args: &mut Args<'_>) -> Read<Spanned<String>> {
@@ -1248,7 +1261,14 @@ fn host(args: &mut Args<'_>) -> Read<Spanned<String>> {
     }
     crate::literal::domain(&host.value)
         .map(|d| Spanned::new(d, host.span))
-        .map_err(|m| value_error(m, host.span, "invalid host"))
+        .map_err(|m| {
+            value_error(
+                m,
+                host.span,
+                "invalid host",
+                "write a host name like `smtp.example.com` or an IP address",
+            )
+        })
 }
 
 fn listener_tls(args: &mut Args<'_>) -> Read<Spanned<ListenerTls>> {

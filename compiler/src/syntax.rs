@@ -266,12 +266,20 @@ fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> D
         Some(c) if c.is_control() => format!("the control character U+{:04X}", c as u32),
         Some(c) => format!("`{c}`"),
     };
-    let message =
-        if found.is_none() && text[..pos].matches('{').count() > text[..pos].matches('}').count() {
-            "a block is never closed: the file ends before its `}`".to_owned()
-        } else {
-            format!("unexpected {found_text}")
-        };
+    if found.is_none() {
+        if let Some(open) = unclosed_brace(&text[..pos]) {
+            return Diagnostic::error(
+                Code::Syntax,
+                "a block is never closed: the file ends before its `}`",
+                Label::new(
+                    Span::new(file, open, open + 1),
+                    "this block is never closed",
+                ),
+            )
+            .with_help("close the block with `}` after its last statement");
+        }
+    }
+    let message = format!("unexpected {found_text}");
     let help = match found {
         Some('}') => "remove this `}` or open the block it closes".to_owned(),
         Some('\'') => "strings are written with double quotes: \"...\"".to_owned(),
@@ -280,6 +288,36 @@ fn syntax_error(file: FileId, text: &str, error: &pest::error::Error<Rule>) -> D
         _ => "check the statement's form in docs/language.md".to_owned(),
     };
     Diagnostic::error(Code::Syntax, message, Label::new(at, "here")).with_help(help)
+}
+
+/// The offset of the last `{` in `text` that no `}` closes, outside strings
+/// and comments.
+fn unclosed_brace(text: &str) -> Option<usize> {
+    let mut open = Vec::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '#' => {
+                chars.by_ref().find(|&(_, c)| c == '\n');
+            }
+            '"' => {
+                let mut escaped = false;
+                for (_, c) in chars.by_ref() {
+                    match c {
+                        '\\' if !escaped => escaped = true,
+                        '"' | '\n' if !escaped => break,
+                        _ => escaped = false,
+                    }
+                }
+            }
+            '{' => open.push(i),
+            '}' => {
+                open.pop();
+            }
+            _ => {}
+        }
+    }
+    open.pop()
 }
 
 /// If `pos` is inside a string that is never closed on its line, the offset of its quote.
@@ -318,5 +356,18 @@ pub fn join_or(items: &[&str]) -> String {
         [] => String::new(),
         [one] => (*one).to_owned(),
         [init @ .., last] => format!("{} or {}", init.join(", "), last),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unclosed_brace;
+
+    #[test]
+    fn the_unclosed_brace_is_found_outside_strings_and_comments() {
+        assert_eq!(unclosed_brace("a { b }"), None);
+        let text = "a { b }\nc \"{\" { # {\n d \"\\\"}\" ";
+        assert_eq!(unclosed_brace(text), text.find("\" {").map(|i| i + 2));
+        assert_eq!(unclosed_brace("x { y { z } "), Some(2));
     }
 }

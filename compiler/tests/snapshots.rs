@@ -435,6 +435,14 @@ fn severities_match_the_cases() {
                         d.code
                     ));
                 }
+                if d.help.is_none() {
+                    problems.push(format!(
+                        "{}: {} has no help line: {}",
+                        file.display(),
+                        d.code,
+                        d.message
+                    ));
+                }
                 seen.entry(d.code)
                     .or_default()
                     .push(file.display().to_string());
