@@ -158,9 +158,9 @@ pub struct Diagnostic {
     pub severity: Severity,
     /// One sentence saying what is wrong and why it matters.
     pub message: String,
-    /// The main place; `None` only for problems with no source (a file named
-    /// on the command line that does not exist).
-    pub primary: Option<Label>,
+    /// The main place (for a file named on the command line that cannot
+    /// be read: the start of an empty source under its name).
+    pub primary: Label,
     /// Other places involved, e.g. the first definition of a duplicate.
     pub secondary: Vec<Label>,
     /// What to do about it.
@@ -170,12 +170,12 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// An error with a primary label.
     pub fn error(code: Code, message: impl Into<String>, at: Label) -> Diagnostic {
-        Diagnostic::new(code, Severity::Error, message, Some(at))
+        Diagnostic::new(code, Severity::Error, message, at)
     }
 
     /// A warning with a primary label.
     pub fn warning(code: Code, message: impl Into<String>, at: Label) -> Diagnostic {
-        Diagnostic::new(code, Severity::Warning, message, Some(at))
+        Diagnostic::new(code, Severity::Warning, message, at)
     }
 
     /// A diagnostic with every field but the optional ones.
@@ -183,7 +183,7 @@ impl Diagnostic {
         code: Code,
         severity: Severity,
         message: impl Into<String>,
-        primary: Option<Label>,
+        primary: Label,
     ) -> Diagnostic {
         Diagnostic {
             code,
@@ -221,27 +221,23 @@ impl Diagnostic {
             "message": self.message,
             "help": self.help,
         });
-        if let Some(primary) = &self.primary {
-            let file = db.file(primary.span.file);
-            let (line, column) = file.line_col(primary.span.start);
-            let (end_line, end_column) = file.line_col(primary.span.end);
-            object["file"] = file.name.clone().into();
-            object["line"] = line.into();
-            object["column"] = column.into();
-            object["end_line"] = end_line.into();
-            object["end_column"] = end_column.into();
-            object["label"] = primary.text.clone().into();
-        }
+        let primary = &self.primary;
+        let file = db.file(primary.span.file);
+        let (line, column) = file.line_col(primary.span.start);
+        let (end_line, end_column) = file.line_col(primary.span.end);
+        object["file"] = file.name.clone().into();
+        object["line"] = line.into();
+        object["column"] = column.into();
+        object["end_line"] = end_line.into();
+        object["end_column"] = end_column.into();
+        object["label"] = primary.text.clone().into();
         object
     }
 
     /// Sort key giving a stable, reader-friendly order: by file, position, code.
     pub fn sort_key(&self) -> (u32, u32, Code, String) {
-        let (file, start) = self
-            .primary
-            .as_ref()
-            .map_or((0, 0), |l| (l.span.file.0, l.span.start));
-        (file, start, self.code, self.message.clone())
+        let span = self.primary.span;
+        (span.file.0, span.start, self.code, self.message.clone())
     }
 }
 
@@ -315,7 +311,7 @@ impl Extend<Diagnostic> for Diagnostics {
 #[derive(Debug)]
 pub struct Report {
     diagnostic: Diagnostic,
-    source: Option<NamedSource<String>>,
+    source: NamedSource<String>,
     labels: Vec<LabeledSpan>,
     related: Vec<Report>,
 }
@@ -323,14 +319,7 @@ pub struct Report {
 impl Report {
     /// Binds `diagnostic` to the files it points into.
     pub fn new(db: &SourceDb, diagnostic: &Diagnostic) -> Report {
-        let Some(primary) = &diagnostic.primary else {
-            return Report {
-                diagnostic: diagnostic.clone(),
-                source: None,
-                labels: Vec::new(),
-                related: Vec::new(),
-            };
-        };
+        let primary = &diagnostic.primary;
         let file = db.file(primary.span.file);
         let source = NamedSource::new(file.name.clone(), file.text.clone());
         let mut labels = vec![LabeledSpan::new_primary_with_span(
@@ -349,7 +338,7 @@ impl Report {
                     code: diagnostic.code,
                     severity: diagnostic.severity,
                     message: label.text.clone(),
-                    primary: Some(Label::new(label.span, "here")),
+                    primary: Label::new(label.span, "here"),
                     secondary: Vec::new(),
                     help: None,
                 };
@@ -358,7 +347,7 @@ impl Report {
         }
         Report {
             diagnostic: diagnostic.clone(),
-            source: Some(source),
+            source,
             labels,
             related,
         }
@@ -397,7 +386,7 @@ impl miette::Diagnostic for Report {
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
+        Some(&self.source as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {

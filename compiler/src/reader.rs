@@ -122,13 +122,22 @@ pub fn load(
             };
             let message = format!("the file `{name}` {what}");
             let diagnostic = match from {
-                Some(span) => Diagnostic::error(Code::Io, message, Label::new(span, "named here")),
+                Some(span) => Diagnostic::error(Code::Io, message, Label::new(span, "named here"))
+                    .with_help("paths are relative to the file that names them"),
+                // A file named on the command line: the diagnostic is
+                // about the path itself, at the start of an empty source,
+                // so that it still names its file (JSON, CI annotations).
                 None => {
-                    Diagnostic::new(Code::Io, crate::diagnostic::Severity::Error, message, None)
+                    let id = db.add(&canonical, name, String::new(), kind);
+                    Diagnostic::error(
+                        Code::Io,
+                        message,
+                        Label::new(Span::new(id, 0, 0), "named on the command line"),
+                    )
+                    .with_help("check the path: it is relative to the current directory")
                 }
             };
-            diagnostics
-                .push(diagnostic.with_help("paths are relative to the file that names them"));
+            diagnostics.push(diagnostic);
             return None;
         }
     };
@@ -1445,8 +1454,8 @@ mod tests {
             assert_eq!(found.len(), 1, "{t:?}: {found:?}");
             assert_eq!(found[0].severity, Severity::Warning);
             assert!(found[0].message.contains("no `listener`"));
-            let span = found[0].primary.as_ref().map(|l| l.span);
-            assert_eq!(span.map(|s| (s.start, s.end)), Some((0, 0)));
+            let span = found[0].primary.span;
+            assert_eq!((span.start, span.end), (0, 0));
         }
         // Not after an error: the listeners may be in the part that was not read.
         for t in [

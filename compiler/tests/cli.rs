@@ -205,6 +205,25 @@ fn check_json_has_every_field() {
 }
 
 #[test]
+fn a_missing_file_on_the_command_line_is_an_error_that_names_it() {
+    let dir = TempDir::new("check-missing");
+    let out = mailgwc(dir.path(), &["check", "nope.mailgw"]);
+    assert_eq!(code(&out), 1);
+    let text = stderr(&out);
+    assert!(
+        text.contains("the file `nope.mailgw` does not exist"),
+        "{text}"
+    );
+    assert!(text.contains("relative to the current directory"), "{text}");
+    let out = mailgwc(dir.path(), &["check", "--format", "json", "nope.mailgw"]);
+    assert_eq!(code(&out), 1);
+    let d: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON line");
+    assert_eq!(d["code"], "mailgw::io");
+    assert_eq!(d["file"], "nope.mailgw", "CI can annotate the file");
+    assert_eq!(d["line"], 1);
+}
+
+#[test]
 fn usage_errors_exit_two() {
     let dir = TempDir::new("usage");
     for args in [

@@ -24,7 +24,7 @@ fn repo_root() -> PathBuf {
 /// boundaries, so that slicing the source at a span never panics.
 fn assert_spans_valid(compilation: &Compilation) -> Result<(), TestCaseError> {
     for diagnostic in &compilation.diagnostics {
-        let labels = diagnostic.primary.iter().chain(&diagnostic.secondary);
+        let labels = std::iter::once(&diagnostic.primary).chain(&diagnostic.secondary);
         for label in labels {
             let text = &compilation.db.file(label.span.file).text;
             let (start, end) = (label.span.start as usize, label.span.end as usize);
@@ -416,10 +416,7 @@ fn non_utf8_file() {
         b"# Gr\xfc\xdfe\ndomain \"example.com\" local\n",
     );
     assert_eq!(codes(&compilation), [(Code::Io, Severity::Error)]);
-    let label = compilation.diagnostics[0]
-        .primary
-        .as_ref()
-        .expect("points at the byte");
+    let label = &compilation.diagnostics[0].primary;
     assert_eq!(label.span.start, 4, "the first byte that is not UTF-8");
     spans_valid(&compilation);
 }
@@ -431,8 +428,11 @@ fn missing_file() {
     assert!(compilation.diagnostics[0]
         .message
         .contains("does not exist"));
-    // Named on the command line: there is no source to point into.
-    assert!(compilation.diagnostics[0].primary.is_none());
+    // Named on the command line: the diagnostic still names the file.
+    let label = &compilation.diagnostics[0].primary;
+    let file = compilation.db.file(label.span.file);
+    assert_eq!(file.name, "/nonexistent/mailgw/missing.mailgw");
+    assert_eq!((label.span.start, label.span.end), (0, 0));
 }
 
 #[test]

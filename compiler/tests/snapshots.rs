@@ -428,13 +428,6 @@ fn severities_match_the_cases() {
                         d.severity.as_str()
                     ));
                 }
-                if d.primary.is_none() {
-                    problems.push(format!(
-                        "{}: {} has no primary label",
-                        file.display(),
-                        d.code
-                    ));
-                }
                 if d.help.is_none() {
                     problems.push(format!(
                         "{}: {} has no help line: {}",

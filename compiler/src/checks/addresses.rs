@@ -288,9 +288,11 @@ mod tests {
         );
         let found = with_code(&t, Code::DuplicateAddress);
         assert_eq!(found.len(), 1, "{found:?}");
-        let primary = found[0].primary.as_ref().map(|l| l.span.start);
         let secondary = found[0].secondary[0].span.start;
-        assert!(primary > Some(secondary), "primary must be the later one");
+        assert!(
+            found[0].primary.span.start > secondary,
+            "primary must be the later one"
+        );
         assert!(found[0].secondary[0].text.contains("group `sales`"));
     }
 

@@ -83,11 +83,7 @@ mod tests {
         let found = with_code(&t, Code::EmptyDomain);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].severity, Severity::Warning);
-        let span = found[0]
-            .primary
-            .as_ref()
-            .map(|l| l.span)
-            .expect("a primary label");
+        let span = found[0].primary.span;
         assert_eq!(
             &t[span.start as usize..span.end as usize],
             "\"example.org\""

@@ -129,9 +129,8 @@ mod tests {
         let text = listener("0.0.0.0:2525", "off", "");
         let found = with_code(&text, Code::NonStandardPort);
         assert_eq!(found.len(), 1, "{found:?}");
-        let label = found[0].primary.as_ref().map(|l| l.span);
         let start = text.find("0.0.0.0:2525").unwrap_or(0);
-        assert_eq!(label.map(|s| s.start as usize), Some(start));
+        assert_eq!(found[0].primary.span.start as usize, start);
         assert_eq!(found[0].severity, crate::diagnostic::Severity::Warning);
     }
 

@@ -607,11 +607,7 @@ mod tests {
         cx.diagnostics
             .into_iter()
             .map(|d| {
-                let at = d
-                    .primary
-                    .as_ref()
-                    .map(|l| db.slice(l.span).to_owned())
-                    .unwrap_or_default();
+                let at = db.slice(d.primary.span).to_owned();
                 (d, at)
             })
             .collect()

@@ -118,7 +118,7 @@ pub mod testing {
 
     /// The source text under a finding's primary label.
     pub fn at(text: &str, d: &Diagnostic) -> String {
-        let span = d.primary.as_ref().map(|l| l.span).expect("a primary label");
+        let span = d.primary.span;
         text[span.start as usize..span.end as usize].to_owned()
     }
 

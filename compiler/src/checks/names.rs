@@ -312,8 +312,7 @@ mod tests {
         let found = with_code(&t, Code::DuplicateName);
         assert_eq!(found.len(), 2, "{found:?}");
         for d in &found {
-            let primary = d.primary.as_ref().map(|l| l.span.start);
-            assert!(primary > Some(d.secondary[0].span.start));
+            assert!(d.primary.span.start > d.secondary[0].span.start);
         }
         assert_eq!(at(&t, &found[0]), "\"mx\"");
         assert!(found[0].message.contains("listeners"));
@@ -328,10 +327,7 @@ mod tests {
         );
         let found = with_code(&t, Code::DuplicateName);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(found[0]
-            .primary
-            .as_ref()
-            .is_some_and(|l| l.text.starts_with("mailbox")));
+        assert!(found[0].primary.text.starts_with("mailbox"));
         assert!(found[0].secondary[0].text.starts_with("group"));
         assert_eq!(second(&t, &found[0]), "\"sales\"");
     }
@@ -349,7 +345,7 @@ mod tests {
             .iter()
             .map(|d| {
                 let line = |offset: u32| t[..offset as usize].matches('\n').count() as u32 + 1;
-                let later = d.primary.as_ref().map_or(0, |l| line(l.span.start));
+                let later = line(d.primary.span.start);
                 (later, line(d.secondary[0].span.start))
             })
             .collect();

@@ -125,7 +125,7 @@ mod tests {
     fn spans(text: &str, d: &Diagnostic) -> (String, String) {
         let slice =
             |span: crate::source::Span| text[span.start as usize..span.end as usize].to_owned();
-        let primary = d.primary.as_ref().map(|l| l.span).expect("a primary label");
+        let primary = d.primary.span;
         let secondary = d
             .secondary
             .first()
@@ -151,8 +151,7 @@ mod tests {
             spans(&t, &found[0]),
             ("0.0.0.0:25".into(), "0.0.0.0:25".into())
         );
-        let primary = found[0].primary.as_ref().map(|l| l.span.start);
-        assert!(primary > Some(found[0].secondary[0].span.start));
+        assert!(found[0].primary.span.start > found[0].secondary[0].span.start);
         assert!(found[0].message.contains("`l0` and `l1`"));
     }
 

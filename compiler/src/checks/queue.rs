@@ -193,10 +193,7 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].severity, Severity::Warning);
         let start = t.find("12h, 1d").expect("the third interval");
-        assert_eq!(
-            found[0].primary.as_ref().map(|l| l.span.start as usize),
-            Some(start)
-        );
+        assert_eq!(found[0].primary.span.start as usize, start);
         assert!(found[0].message.contains("1d 1h"), "{}", found[0].message);
     }
 
@@ -206,10 +203,7 @@ mod tests {
         let found = with_code(t, Code::QueueSchedule);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(at(t, &found[0]), "5d");
-        assert_eq!(
-            found[0].primary.as_ref().map(|l| l.span.start as usize),
-            t.find("5d")
-        );
+        assert_eq!(Some(found[0].primary.span.start as usize), t.find("5d"));
     }
 
     #[test]

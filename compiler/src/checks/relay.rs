@@ -107,7 +107,7 @@ pub fn check(cx: &mut Context<'_>) {
                     Code::RelayByAddress,
                     severity,
                     message,
-                    Some(Label::new(condition.span, label)),
+                    Label::new(condition.span, label),
                 )
                 .with_help("let clients log in instead: `allow authenticated`"),
             );

@@ -358,10 +358,7 @@ mod tests {
             found[0].message
         );
         assert_eq!(at(&t, &found[0]), "\"sales\"");
-        assert!(found[0]
-            .primary
-            .as_ref()
-            .is_some_and(|l| slice(&t, l.span) == "\"sales\""));
+        assert_eq!(slice(&t, found[0].primary.span), "\"sales\"");
         assert_eq!(found[0].secondary.len(), 1);
         assert_eq!(slice(&t, found[0].secondary[0].span), "\"team\"");
         assert!(found[1].message.contains("(me → me)"));

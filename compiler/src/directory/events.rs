@@ -596,8 +596,7 @@ mod tests {
             let at: Vec<&str> = entries
                 .diagnostics
                 .iter()
-                .filter_map(|d| d.primary.as_ref())
-                .map(|l| &text[l.span.start as usize..l.span.end as usize])
+                .map(|d| &text[d.primary.span.start as usize..d.primary.span.end as usize])
                 .collect();
             assert_eq!(at, ["\"no-at-sign\""]);
         }
