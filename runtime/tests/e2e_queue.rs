@@ -149,7 +149,7 @@ fn local_mail_reaches_the_right_backend_and_groups_expand_once() {
     send(
         smtp,
         "sender@remote.test",
-        "team@example.test,alice@example.test,postmaster@example.test",
+        "team@example.test,alice@example.test,postmaster@example.test,robert@example.test",
         "to the team",
     );
 
@@ -158,7 +158,8 @@ fn local_mail_reaches_the_right_backend_and_groups_expand_once() {
     let bob = b.mbx2.messages("bob");
     assert_eq!(with_subject(&alice, "to alice").len(), 1, "{alice:?}");
     assert_eq!(with_subject(&bob, "to bob by his second address").len(), 1);
-    // alice is a member and a direct recipient: one copy.
+    // alice is a member and a direct recipient, bob a member and a direct
+    // recipient by his other address: one copy each.
     assert_eq!(with_subject(&alice, "to the team").len(), 1);
     assert_eq!(with_subject(&bob, "to the team").len(), 1);
     // Two mailboxes of one backend in one transaction: each its own copy.

@@ -9,7 +9,8 @@
 use std::collections::{HashMap, HashSet};
 
 use mailgw_plan::{
-    parse_mailbox, JournalScope, Member, Plan, RelayQuery, RelayVerdict, Resolution, Target,
+    normalized_address, parse_mailbox, JournalScope, Member, Plan, RelayQuery, RelayVerdict,
+    Resolution, Target,
 };
 
 use crate::smtp::{self, Disposition};
@@ -67,7 +68,7 @@ pub fn spool_envelope(
     let mut recipients: Vec<Recipient> = Vec::with_capacity(e.recipients.len());
     let mut seen = HashSet::new();
     let mut push = |r: Recipient, recipients: &mut Vec<Recipient>| {
-        if seen.insert(r.address.to_ascii_lowercase()) {
+        if seen.insert(identity(plan, &r.address)) {
             recipients.push(r);
         }
     };
@@ -155,6 +156,16 @@ pub fn spool_envelope(
     }
 }
 
+/// What makes two recipients one: the local mailbox an address names (by
+/// any of its addresses, so a member and a direct alias get one copy),
+/// otherwise the address.
+fn identity(plan: &Plan, address: &str) -> String {
+    match plan.recipients.lookup(&normalized_address(address)) {
+        Some(Target::Mailbox(m)) => format!("mailbox {m}"),
+        _ => address.to_ascii_lowercase(),
+    }
+}
+
 /// The final addresses of a group: its mailboxes (by an address of each)
 /// and its external members, de-duplicated by the plan's expansion.
 fn expand(plan: &Plan, members: &MemberAddresses, group: &mailgw_plan::Address) -> Vec<String> {
@@ -206,4 +217,87 @@ fn is_inside(plan: &Plan, e: &smtp::Envelope) -> bool {
         }),
         RelayVerdict::Allowed { .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use mailgw_plan::{
+        Group, LocalDomain, Mailbox, Member, Plan, RecipientTable, SourceRef, Target,
+    };
+
+    use super::*;
+    use crate::smtp::{Body, Envelope, RecipientEntry, TlsState, Utf8};
+
+    /// bob (two addresses) and the group team with bob as its member.
+    fn plan() -> Plan {
+        let mut plan = Plan::empty("gw.example");
+        plan.domains.push(LocalDomain {
+            name: "example.test".into(),
+            source: SourceRef::new(0, 1),
+        });
+        plan.mailboxes.push(Mailbox {
+            name: "bob",
+            backend: 0,
+            password_hash: None,
+            source: SourceRef::new(0, 1),
+        });
+        plan.groups.push(Group {
+            name: "team".into(),
+            members: vec![Member::Mailbox(0)],
+            source: SourceRef::new(0, 2),
+        });
+        plan.recipients = RecipientTable::build(vec![
+            ("bob@example.test".to_owned(), Target::Mailbox(0)),
+            ("robert@example.test".to_owned(), Target::Mailbox(0)),
+            ("team@example.test".to_owned(), Target::Group(0)),
+        ])
+        .expect("a table");
+        plan
+    }
+
+    fn entry(address: &str, disposition: Disposition) -> RecipientEntry {
+        RecipientEntry {
+            address: parse_mailbox(address).expect("an address"),
+            orcpt: None,
+            notify: None,
+            disposition,
+        }
+    }
+
+    #[test]
+    fn a_mailbox_named_twice_by_different_addresses_is_one_recipient() {
+        let plan = plan();
+        let members = MemberAddresses::of(&plan);
+        let envelope = Envelope {
+            id: "s1.1".into(),
+            sender: None,
+            recipients: vec![
+                entry("team@example.test", Disposition::Group(0)),
+                entry("robert@example.test", Disposition::Mailbox(0)),
+                entry("bob@Example.Test", Disposition::Mailbox(0)),
+            ],
+            body: Body::SevenBit,
+            smtputf8: Utf8::No,
+            ret: None,
+            envid: None,
+            client: "192.0.2.1".parse().expect("an IP"),
+            helo: "client.example".into(),
+            authenticated: None,
+            tls: TlsState::Plain,
+            received_at: SystemTime::UNIX_EPOCH,
+        };
+        let spooled = spool_envelope(&plan, &members, &envelope, false);
+        let addresses: Vec<&str> = spooled
+            .recipients
+            .iter()
+            .map(|r| r.address.as_str())
+            .collect();
+        assert_eq!(addresses, ["bob@example.test"], "the member, once");
+        assert_eq!(
+            spooled.recipients[0].orcpt.as_deref(),
+            Some("rfc822;team@example.test")
+        );
+    }
 }
