@@ -731,6 +731,46 @@ fn an_undeliverable_message_warns_once_then_expires_with_a_failure_report() {
 }
 
 #[test]
+fn notify_failure_gets_no_warning_and_notify_delay_no_failure_report() {
+    let Some(b) = Backends::start() else { return };
+    let dead = free_port();
+    let smtp = free_port();
+    let config = b
+        .config(smtp, &smarthost("out", dead, 1), "")
+        .replace("warn-after 1h; expire 1d", "warn-after 1s; expire 4s");
+    let gw = start(&config, smtp);
+    send_from(
+        "127.0.0.1",
+        smtp,
+        "alice@example.test",
+        "carol@remote.test",
+        "failure only",
+        ["", "NOTIFY=FAILURE"],
+    );
+    send_from(
+        "127.0.0.1",
+        smtp,
+        "bob@example.test",
+        "carol@remote.test",
+        "delay only",
+        ["", "NOTIFY=DELAY"],
+    );
+    wait_for(30, "the expiry", &gw, || {
+        gw.queued().is_empty()
+            && !reports(&b.mbx1.messages("alice")).is_empty()
+            && !reports(&b.mbx2.messages("bob")).is_empty()
+    });
+    let actions = |messages: &[Vec<u8>]| -> Vec<String> {
+        reports(messages)
+            .into_iter()
+            .map(|m| parse_dsn(m)["per_recipient"][0]["Action"].to_string())
+            .collect()
+    };
+    assert_eq!(actions(&b.mbx1.messages("alice")), ["\"failed\""]);
+    assert_eq!(actions(&b.mbx2.messages("bob")), ["\"delayed\""]);
+}
+
+#[test]
 fn success_is_reported_when_asked() {
     let Some(b) = Backends::start() else { return };
     let Some(sink) = SmtpSink::start(&[]) else {
