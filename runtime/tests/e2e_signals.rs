@@ -143,6 +143,31 @@ fn sighup_adds_a_listener_and_keeps_sessions_in_flight() {
 }
 
 #[test]
+fn sighup_onto_an_address_in_use_keeps_the_running_plan() {
+    let gw = Gateway::start();
+    let taken = std::net::TcpListener::bind(("127.0.0.1", free_port())).expect("bind");
+    let busy = taken.local_addr().expect("address").port();
+    let free = free_port();
+    gw.write_config(&config(
+        gw.smtp,
+        gw.submission,
+        "",
+        &format!(
+            "listener \"busy\" {{ protocol smtp; bind 127.0.0.1:{busy}; tls none; auth off }}\n\
+             listener \"free\" {{ protocol smtp; bind 127.0.0.1:{free}; tls none; auth off }}"
+        ),
+    ));
+    gw.signal("HUP");
+    gw.wait_log("the running plan stays", 1);
+    // Nothing of the new plan took effect, not even its bindable listener.
+    assert!(TcpStream::connect(("127.0.0.1", free)).is_err());
+    let mut c = Client::connect(gw.smtp);
+    assert!(c.command("EHLO x.test").starts_with("250 "));
+    assert!(c.command("QUIT").starts_with("221 "));
+    drop(taken);
+}
+
+#[test]
 fn sighup_with_a_broken_configuration_keeps_the_running_plan() {
     let gw = Gateway::start();
     gw.write_config("gateway { hostname \"x\" }\nlistner \"oops\" { }\n");

@@ -262,8 +262,10 @@ async fn serve(path: PathBuf, generation: Generation, grace: Duration) -> ExitCo
                         if generation.plan.queue.spool != spool_path {
                             tracing::warn!(spool = %spool_path, "the spool directory changed; it takes effect at the next start");
                         }
-                        let failures = server.reload(generation).await;
-                        tracing::info!(failed_binds = failures.len(), addresses = ?server.addresses(), "reloaded");
+                        match server.reload(generation).await {
+                            Ok(failures) => tracing::info!(failed_binds = failures.len(), addresses = ?server.addresses(), "reloaded"),
+                            Err(failures) => tracing::error!(failed_binds = failures.len(), "reload failed: a new address cannot be bound; the running plan stays"),
+                        }
                     }
                     Ok(Some(Err(e))) => tracing::error!(error = %e, "reload failed; the running plan stays"),
                     Ok(None) | Err(_) => tracing::error!("reload failed; the running plan stays"),

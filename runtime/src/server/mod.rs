@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use mailgw_plan::{AuthMode, Limits, Listener, ListenerTls, Plan, Protocol, TlsMode, TlsSource};
 use rustls::ServerConfig;
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -177,7 +178,7 @@ impl Server {
             drain_rx,
             bound: BTreeMap::new(),
         };
-        let failures = server.apply().await;
+        let failures = server.apply(BTreeMap::new()).await;
         if let Some((addr, e)) = failures.into_iter().next() {
             server.stop_accepting().await;
             return Err(std::io::Error::new(
@@ -208,15 +209,48 @@ impl Server {
 
     /// Switches to a new generation: new sessions use it, sessions in
     /// flight keep theirs. Listeners that are new or changed are bound,
-    /// those removed or changed stop accepting. Returns the addresses that
-    /// could not be bound (logged too).
-    pub async fn reload(&mut self, generation: Generation) -> Vec<(SocketAddr, std::io::Error)> {
+    /// those removed or changed stop accepting.
+    ///
+    /// The addresses the new plan adds are bound first: when one cannot
+    /// be, nothing changes and they are the error (the running plan
+    /// stays). Otherwise the result lists the changed listeners' addresses
+    /// that could not be bound again (rare: the address was ours a moment
+    /// before); all are logged.
+    pub async fn reload(
+        &mut self,
+        generation: Generation,
+    ) -> Result<Vec<(SocketAddr, std::io::Error)>, Vec<(SocketAddr, std::io::Error)>> {
+        let mut added = BTreeMap::new();
+        let mut failures = Vec::new();
+        for l in &generation.plan.listeners {
+            for &addr in &l.binds {
+                if self.bound.contains_key(&addr) || added.contains_key(&addr) {
+                    continue;
+                }
+                match listener::bind(addr).await {
+                    Ok(tcp) => {
+                        added.insert(addr, tcp);
+                    }
+                    Err(e) => {
+                        tracing::error!(listener = %l.name, address = %addr, error = %e, "cannot listen");
+                        failures.push((addr, e));
+                    }
+                }
+            }
+        }
+        if !failures.is_empty() {
+            return Err(failures);
+        }
         self.generation.send_replace(Arc::new(generation));
-        self.apply().await
+        Ok(self.apply(added).await)
     }
 
-    /// Makes the bound addresses match the current generation.
-    async fn apply(&mut self) -> Vec<(SocketAddr, std::io::Error)> {
+    /// Makes the bound addresses match the current generation, using the
+    /// sockets in `bound_already` for their addresses.
+    async fn apply(
+        &mut self,
+        mut bound_already: BTreeMap<SocketAddr, TcpListener>,
+    ) -> Vec<(SocketAddr, std::io::Error)> {
         let generation = Arc::clone(&self.generation.borrow());
         let plan = &generation.plan;
         let mut wanted: BTreeMap<SocketAddr, (ListenerKey, &Listener)> = BTreeMap::new();
@@ -250,7 +284,11 @@ impl Server {
             if self.bound.contains_key(&addr) {
                 continue;
             }
-            let tcp = match listener::bind(addr).await {
+            let bound = match bound_already.remove(&addr) {
+                Some(tcp) => Ok(tcp),
+                None => listener::bind(addr).await,
+            };
+            let tcp = match bound {
                 Ok(tcp) => tcp,
                 Err(e) => {
                     tracing::error!(listener = %l.name, address = %addr, error = %e, "cannot listen");
