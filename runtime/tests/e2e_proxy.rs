@@ -555,6 +555,20 @@ fn backends_over_tls_with_checked_certificates_and_no_fallback() {
     assert!(f.gw.log().contains("STARTTLS refused"), "{}", f.gw.log());
     let mbx2 = f.mbx2.as_ref().map(Dovecot::log).unwrap_or_default();
     assert!(!mbx2.contains("user=<bob>"), "{mbx2}");
+    // The certificate is checked: with another CA in the file, mbx1's
+    // certificate is not trusted and the login fails before it is sent.
+    let (other_ca, _, _) = test_pki();
+    std::fs::write(f.gw.config_path().with_file_name("ca.pem"), other_ca).expect("write");
+    f.gw.signal("HUP");
+    f.gw.wait_log("reloaded", 1);
+    let logins = f.mbx1.log().matches("Login: user=<alice>").count();
+    let out = run(&f, "imap_wrong", "imaps", "alice", ALICE, &[]);
+    assert!(out.contains("[UNAVAILABLE]"), "{out}");
+    assert_eq!(
+        f.mbx1.log().matches("Login: user=<alice>").count(),
+        logins,
+        "no login reached mbx1"
+    );
 }
 
 #[test]
