@@ -146,7 +146,20 @@ fn input_pipelined_after_starttls_is_dropped() {
 
 #[test]
 fn per_client_limit_answers_421() {
-    let gw = Gateway::start_with("max-per-client 2", "");
+    third_connection_is_refused("max-per-client 2");
+}
+
+/// The listener takes 2 connections in all (its per-client limit, 16 by
+/// default, is not what refuses the third).
+#[test]
+fn per_listener_limit_answers_421() {
+    third_connection_is_refused("max-connections 2");
+}
+
+/// With `limits` on the inbound listener, two connections are greeted and
+/// the third gets `421 4.7.0`.
+fn third_connection_is_refused(limits: &str) {
+    let gw = Gateway::start_with(limits, "");
     // The harness's probe connection must be gone first.
     gw.wait_sessions_ended(1);
     let mut held: Vec<TcpStream> = (0..2)
