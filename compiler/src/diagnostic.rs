@@ -102,6 +102,9 @@ codes! {
     UnreachableListener = "mailgw::listener::unreachable",
     /// An internet-facing SMTP listener not on port 25: remote MTAs will not find it.
     NonStandardPort = "mailgw::listener::non-standard-port",
+    /// A content filter's return listener other machines can reach: mail sent
+    /// there skips the filter and the journal.
+    FilterReturnExposed = "mailgw::listener::filter-return-exposed",
     /// A smarthost, forward host or filter that is this gateway itself.
     RoutingLoop = "mailgw::route::loop",
     /// A connector's address space that can never be chosen.

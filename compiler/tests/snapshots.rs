@@ -268,6 +268,7 @@ fn severity(code: Code) -> Option<&'static str> {
         | Code::QueueSchedule => "error or warning",
         Code::RelayUnreachableRule
         | Code::NonStandardPort
+        | Code::FilterReturnExposed
         | Code::ShadowedAddressSpace
         | Code::Unused
         | Code::EmptyGroup

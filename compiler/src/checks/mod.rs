@@ -15,6 +15,7 @@ mod connectors;
 mod domains;
 mod exposure;
 mod files;
+mod filter_return;
 mod groups;
 mod loops;
 mod names;
@@ -93,6 +94,7 @@ pub fn run(db: &SourceDb, config: &Config) -> Diagnostics {
     relay::check(&mut cx);
     auth::check(&mut cx);
     exposure::check(&mut cx);
+    filter_return::check(&mut cx);
     loops::check(&mut cx);
     connectors::check(&mut cx);
     unroutable::check(&mut cx);
